@@ -1,0 +1,161 @@
+"""Command line: python -m data_prep SOURCE --output DIR [options]."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from moleblend_plugin.data.featurize import REJECT_REASONS, FeaturizeOptions
+
+from .build import BuildOptions, build
+from .sources import PRESETS, CsvSource, Pcqm4mv2Source, Qm9Source, SdfSource, TargetSpec, moleculenet_source
+from .sources.qm9 import TEST_SIZE, VALID_SIZE
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()] if text else []
+
+
+def _fractions(text: str) -> tuple:
+    values = tuple(float(v) for v in text.split(","))
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError("give three fractions: train,valid,test")
+    return values
+
+
+def common_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("output and build")
+    group.add_argument("--output", required=True, help="folder of the prepared dataset")
+    group.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    group.add_argument("--shard-size", type=int, default=50_000, help="molecules per LMDB shard (default 50000)")
+    group.add_argument("--overwrite", action="store_true", help="replace a finished dataset in --output")
+    group.add_argument("--limit", type=int, default=0, help="only the first N input rows (default: all)")
+    group.add_argument("--quiet", action="store_true", help="no progress bar")
+    group = common.add_argument_group("featurization")
+    group.add_argument("--with-hydrogens", action="store_true",
+                       help="hydrogens are graph nodes (default: heavy atoms only)")
+    group.add_argument("--conformers", type=int, default=1,
+                       help="RDKit conformers per molecule without a source geometry; 0 = 2D-only "
+                            "dataset (default 1)")
+    group.add_argument("--conformer-timeout", type=float, default=10.0,
+                       help="seconds of conformer generation per molecule (default 10)")
+    group.add_argument("--on-conformer-failure", choices=["reject", "2d"], default="reject",
+                       help="when no conformer is found: reject the molecule, or keep it with 2D "
+                            "depiction coordinates (z = 0, geometry 'fallback_2d') (default reject)")
+    group.add_argument("--max-atoms", type=int, default=0,
+                       help="reject molecules with more graph atoms (default 0 = no limit)")
+    group.add_argument("--largest-fragment", action="store_true",
+                       help="keep only the largest fragment of salts and mixtures (default: whole molecule)")
+    group.add_argument("--seed", type=int, default=0,
+                       help="seed of conformers (plus the row number) and of random splits (default 0)")
+    return common
+
+
+def split_arguments(parser, default: str) -> None:
+    parser.add_argument("--split", choices=["random", "scaffold"], default=default,
+                        help=f"random (seeded) or Bemis-Murcko scaffold split (default {default})")
+    parser.add_argument("--split-fractions", type=_fractions, default=(0.8, 0.1, 0.1),
+                        help="train,valid,test fractions (default 0.8,0.1,0.1)")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    reasons = "; ".join(f"{k}: {v}" for k, v in REJECT_REASONS.items())
+    parser = argparse.ArgumentParser(
+        prog="python -m data_prep",
+        description="Prepare a molecule dataset: manifest.json, shard-NNNNN.lmdb and rejects.csv "
+                    "in --output. A build that is stopped resumes when run again with the same "
+                    "arguments.",
+        epilog=f"Reject reasons: {reasons}.")
+    sources = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    common = common_parser()
+
+    p = sources.add_parser("moleculenet", parents=[common], help="a MoleculeNet CSV (scaffold split 80/10/10)")
+    p.add_argument("--dataset", required=True, choices=sorted(PRESETS), type=str.lower, help="which data set")
+    p.add_argument("--input", required=True, help="the CSV file, with the original column names")
+    p.add_argument("--targets", type=_names, default=None,
+                   help="comma-separated target columns (default: all of the data set's, e.g. "
+                        "FDA_APPROVED,CT_TOX for ClinTox)")
+
+    p = sources.add_parser("qm9", parents=[common], help="QM9: qm9.csv (XYZ_Ang geometry) or gdb9.sdf + gdb9.sdf.csv")
+    p.add_argument("--input", required=True, help="qm9.csv, or gdb9.sdf (gdb9.sdf.csv next to it)")
+    p.add_argument("--valid-size", type=int, default=VALID_SIZE, help=f"default {VALID_SIZE}")
+    p.add_argument("--test-size", type=int, default=TEST_SIZE, help=f"default {TEST_SIZE}")
+
+    p = sources.add_parser("pcqm4mv2", parents=[common], help="PCQM4Mv2 in OGB's raw layout (OGB split)")
+    p.add_argument("--root", required=True, help="folder holding pcqm4m-v2/raw/data.csv.gz")
+    p.add_argument("--sdf", default=None, help="pcqm4m-v2-train.sdf (default: searched under --root)")
+    p.add_argument("--split-file", default=None, help="OGB split_dict.pt (default: pcqm4m-v2/split_dict.pt)")
+
+    p = sources.add_parser("csv", parents=[common], help="any CSV with a SMILES column")
+    p.add_argument("--input", required=True, help="CSV file (.csv or .csv.gz)")
+    p.add_argument("--smiles-column", required=True, help="column of the SMILES strings")
+    p.add_argument("--target-columns", type=_names, default=[], help="comma-separated label columns")
+    p.add_argument("--target-units", type=_names, default=[], help="comma-separated units, one per target")
+    p.add_argument("--task-type", choices=["auto", "classification", "regression"], default="auto",
+                   help="auto: classification when every label is 0 or 1 (default auto)")
+    p.add_argument("--id-column", default=None, help="column of molecule ids (default: row number)")
+    split_arguments(p, "random")
+
+    p = sources.add_parser("sdf", parents=[common], help="any SDF file (its 3D coordinates are kept)")
+    p.add_argument("--input", required=True, help="SDF file (.sdf or .sdf.gz)")
+    p.add_argument("--target-properties", type=_names, default=[], help="comma-separated data fields used as labels")
+    p.add_argument("--target-units", type=_names, default=[], help="comma-separated units, one per target")
+    p.add_argument("--task-type", choices=["auto", "classification", "regression"], default="auto",
+                   help="auto: classification when every label is 0 or 1 (default auto)")
+    p.add_argument("--id-property", default=None, help="data field of molecule ids (default: record title)")
+    split_arguments(p, "random")
+    return parser
+
+
+def _target_specs(names, units, task_type):
+    if units and len(units) != len(names):
+        raise SystemExit(f"--target-units has {len(units)} entries for {len(names)} targets")
+    return [TargetSpec(n, units[i] if units else "", task_type) for i, n in enumerate(names)]
+
+
+def make_source(args):
+    if args.source == "moleculenet":
+        return moleculenet_source(args.dataset, args.input, args.targets)
+    if args.source == "qm9":
+        return Qm9Source(args.input, seed=args.seed, valid_size=args.valid_size, test_size=args.test_size)
+    if args.source == "pcqm4mv2":
+        return Pcqm4mv2Source(args.root, sdf=args.sdf, split_file=args.split_file)
+    targets = _target_specs(args.target_columns if args.source == "csv" else args.target_properties,
+                            args.target_units, args.task_type)
+    if args.source == "csv":
+        return CsvSource(args.input, args.smiles_column, targets, id_column=args.id_column,
+                         split=args.split, fractions=args.split_fractions, seed=args.seed)
+    return SdfSource(args.input, targets, id_property=args.id_property, split=args.split,
+                     fractions=args.split_fractions, seed=args.seed)
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        source = make_source(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    featurize = FeaturizeOptions(with_hydrogens=args.with_hydrogens, num_conformers=args.conformers,
+                                 conformer_timeout_s=args.conformer_timeout,
+                                 on_conformer_failure=args.on_conformer_failure,
+                                 max_atoms=args.max_atoms, largest_fragment=args.largest_fragment,
+                                 seed=args.seed)
+    options = BuildOptions(output=args.output, workers=args.workers, shard_size=args.shard_size,
+                           featurize=featurize, overwrite=args.overwrite, limit=args.limit,
+                           progress=not args.quiet)
+    try:
+        manifest = build(source, options)
+    except FileExistsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{manifest['num_molecules']} molecules, {manifest['num_rejected']} rejected "
+          f"{manifest['rejected_by_reason']}, splits {manifest['splits']} -> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

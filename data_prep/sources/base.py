@@ -1,0 +1,152 @@
+"""What every source gives the build: raw entries, target descriptions and a split."""
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+MISSING_LABELS = {"", "nan", "na", "n/a", "none", "null"}
+
+
+@dataclass
+class TargetSpec:
+    name: str
+    unit: str = ""
+    task_type: str = "regression"  # "classification", "regression", or "auto" (decided from the values)
+    column: str = ""  # column or property it is read from, when that differs from `name`
+
+
+@dataclass
+class RawEntry:
+    """One molecule as read from the source, before featurization (cheap to send to a worker).
+
+    row: 0-based data row (or SDF record) number in the input, header excluded.
+    smiles / molblock: the molecule (one of them).
+    xyz: (elements, coordinates) of a source geometry, hydrogens included; or
+    geometry_block: a molfile whose conformer is the source geometry.
+    reject: (reason, detail) when the source itself rejects the row.
+    """
+
+    row: int
+    id: str
+    smiles: str | None = None
+    molblock: str | None = None
+    targets: list = field(default_factory=list)
+    xyz: tuple | None = None
+    geometry_block: str | None = None
+    reject: tuple | None = None
+
+
+def parse_label(text) -> float:
+    """A label value; NaN when missing. ValueError when it is not a number."""
+    if text is None:
+        return math.nan
+    if isinstance(text, (int, float)):
+        return float(text)
+    stripped = text.strip()
+    if stripped.lower() in MISSING_LABELS:
+        return math.nan
+    return float(stripped)
+
+
+def parse_labels(values, names) -> tuple[list, tuple | None]:
+    """Labels of one row, and a ("invalid_label", detail) reject when one is not a number."""
+    labels = []
+    for value, name in zip(values, names):
+        try:
+            labels.append(parse_label(value))
+        except ValueError:
+            return [], ("invalid_label", f"{name}={value!r}")
+    return labels, None
+
+
+def open_text(path: str):
+    """Open a text file, gzip-compressed when its name ends in .gz."""
+    if path.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def read_csv_header(path: str) -> list[str]:
+    with open_text(path) as f:
+        return next(csv.reader(f))
+
+
+def check_columns(path: str, header: list[str], wanted: list[str], hint: str = "") -> None:
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        message = (f"{os.path.basename(path)} has no column(s) {missing}; "
+                   f"columns found: {header}")
+        raise ValueError(message + (f". {hint}" if hint else ""))
+
+
+def iter_sdf_blocks(path: str) -> Iterator[str]:
+    """The text of each record of an SDF file (up to and excluding its '$$$$' line)."""
+    with open_text(path) as f:
+        lines = []
+        for line in f:
+            if line.startswith("$$$$"):
+                yield "".join(lines)
+                lines = []
+            else:
+                lines.append(line)
+        if "".join(lines).strip():
+            yield "".join(lines)
+
+
+def sdf_properties(block: str) -> dict:
+    """The '> <name>' data fields of an SDF record."""
+    props, name, values = {}, None, []
+    lines = block.split("\n")
+    try:
+        start = next(i for i, line in enumerate(lines) if line.startswith("M  END")) + 1
+    except StopIteration:
+        return props
+    for line in lines[start:]:
+        if line.startswith(">"):
+            if name is not None:
+                props[name] = "\n".join(values).strip()
+            begin, end = line.find("<"), line.find(">", line.find("<") + 1)
+            name = line[begin + 1:end] if begin >= 0 and end > begin else None
+            values = []
+        elif name is not None:
+            values.append(line)
+    if name is not None:
+        props[name] = "\n".join(values).strip()
+    return props
+
+
+def sdf_title(block: str) -> str:
+    return block.split("\n", 1)[0].strip()
+
+
+class Source:
+    """Base of all sources. Subclasses set `name` and implement the methods below."""
+
+    name = "source"
+    # Ids come from the input (and so may repeat) rather than from row numbers.
+    has_ids = False
+    # The split needs each accepted molecule's Bemis-Murcko scaffold.
+    needs_scaffolds = False
+
+    def files(self) -> list[str]:
+        raise NotImplementedError
+
+    def targets(self) -> list[TargetSpec]:
+        raise NotImplementedError
+
+    def entries(self) -> Iterator[RawEntry]:
+        raise NotImplementedError
+
+    def split(self, rows: np.ndarray, ids: list[str], scaffolds: list[str] | None) -> dict[str, np.ndarray]:
+        """Positions (into `rows`) of the accepted molecules of each split, in split order."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Source options recorded in the manifest."""
+        return {}
