@@ -1,0 +1,14 @@
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+
+
+@pytest.fixture
+def fixtures():
+    return FIXTURES
