@@ -1,14 +1,9 @@
 import os
 import sys
 
-import pytest
+import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-FIXTURES = os.path.join(ROOT, "tests", "fixtures")
-
-
-@pytest.fixture
-def fixtures():
-    return FIXTURES
+# Test helper modules (model_inputs.py, ...) import as top-level modules.
+sys.path.insert(0, os.path.dirname(__file__))
+# The tests run small tensors: one thread avoids thread contention on shared CI cores.
+torch.set_num_threads(1)

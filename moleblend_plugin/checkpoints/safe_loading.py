@@ -1,0 +1,38 @@
+"""Loading fairseq checkpoints under torch >= 2.6 without turning `weights_only` off.
+
+torch.load now refuses pickled globals it does not know. A fairseq checkpoint holds,
+besides tensors, its training configuration (an argparse Namespace for models defined
+with add_args, plain containers otherwise) and a few numpy scalars in its extra state.
+These classes are allow-listed, and nothing else.
+"""
+import argparse
+import collections
+
+import numpy as np
+import torch
+
+SAFE_CHECKPOINT_GLOBALS = [
+    argparse.Namespace,
+    collections.OrderedDict,
+    collections.defaultdict,
+    np.dtype,
+    np.ndarray,
+    np.core.multiarray.scalar,
+    np.core.multiarray._reconstruct,
+    type(np.dtype(np.float64)),
+    type(np.dtype(np.float32)),
+    type(np.dtype(np.int64)),
+]
+
+
+def allow_checkpoint_globals() -> None:
+    """Register the classes above with torch's weights-only unpickler (idempotent)."""
+    add = getattr(torch.serialization, "add_safe_globals", None)
+    if add is not None:
+        add(SAFE_CHECKPOINT_GLOBALS)
+
+
+def load_checkpoint_file(path: str):
+    """torch.load a fairseq checkpoint on CPU with the weights-only unpickler."""
+    allow_checkpoint_globals()
+    return torch.load(path, map_location="cpu", weights_only=True)

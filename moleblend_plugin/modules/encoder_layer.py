@@ -1,0 +1,80 @@
+"""A Transformer layer whose attention logits get a per-head pair bias.
+
+attn = softmax(Q K^T / sqrt(d) + b) V. Post-LN `LN(h + f(h))` (Transformer-M) or pre-LN
+`h + f(LN(h))` (Graphormer with --pre-layernorm). Parameter names follow fairseq's
+`MultiheadAttention` and Transformer-M's encoder layer.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+LAYER_NORM_EPS = 1e-5
+
+
+class DropPath(nn.Module):
+    """Drops the whole residual branch of a sample with probability p (stochastic depth)."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+class BiasedSelfAttention(nn.Module):
+    def __init__(self, embed_dim: int, num_heads: int, attention_dropout: float):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.attention_dropout = attention_dropout
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.k_proj = nn.Linear(embed_dim, embed_dim)
+        self.v_proj = nn.Linear(embed_dim, embed_dim)
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """x [B, L, D], bias [B, H, L, L] (-inf on padded keys) -> [B, L, D]."""
+        q, k, v = self.split_heads(self.q_proj(x)), self.split_heads(self.k_proj(x)), self.split_heads(self.v_proj(x))
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias.to(q.dtype), dropout_p=self.attention_dropout if self.training else 0.0
+        )
+        b, _, n, _ = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, -1))
+
+
+class BiasedEncoderLayer(nn.Module):
+    def __init__(self, embed_dim: int, ffn_embed_dim: int, num_heads: int, dropout: float,
+                 attention_dropout: float, activation_dropout: float, droppath: float,
+                 pre_layernorm: bool):
+        super().__init__()
+        self.pre_layernorm = pre_layernorm
+        self.self_attn = BiasedSelfAttention(embed_dim, num_heads, attention_dropout)
+        self.self_attn_layer_norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
+        self.fc1 = nn.Linear(embed_dim, ffn_embed_dim)
+        self.fc2 = nn.Linear(ffn_embed_dim, embed_dim)
+        self.final_layer_norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
+        self.dropout = nn.Dropout(dropout)
+        self.activation_dropout = nn.Dropout(activation_dropout)
+        self.drop_path = DropPath(droppath)
+
+    def _residual(self, x, norm, branch):
+        if self.pre_layernorm:
+            return x + self.drop_path(self.dropout(branch(norm(x))))
+        return norm(x + self.drop_path(self.dropout(branch(x))))
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        x = self._residual(x, self.self_attn_layer_norm, lambda h: self.self_attn(h, bias))
+        return self._residual(
+            x, self.final_layer_norm, lambda h: self.fc2(self.activation_dropout(F.gelu(self.fc1(h))))
+        )

@@ -1,0 +1,47 @@
+"""2D relation encoders: shortest-path-distance bias and multi-hop edge bias.
+
+Parameter names and shapes follow Graphormer / Transformer-M (`spatial_pos_encoder`,
+`edge_encoder`, `edge_dis_encoder`, `graph_token_virtual_distance`).
+"""
+import torch
+import torch.nn as nn
+
+from . import vocabulary as vocab
+
+
+class GraphRelationBias(nn.Module):
+    def __init__(self, num_heads: int, multi_hop_max_dist: int = 5):
+        super().__init__()
+        self.num_heads = num_heads
+        self.multi_hop_max_dist = multi_hop_max_dist
+        self.spatial_pos_encoder = nn.Embedding(vocab.SPATIAL_TABLE_SIZE, num_heads, padding_idx=0)
+        self.edge_encoder = nn.Embedding(vocab.BOND_TABLE_SIZE, num_heads, padding_idx=0)
+        # One H x H matrix per hop, stored flat as in Graphormer.
+        self.edge_dis_encoder = nn.Embedding(vocab.EDGE_DISTANCE_TABLE_SIZE * num_heads * num_heads, 1)
+        self.graph_token_virtual_distance = nn.Embedding(1, num_heads)
+
+    def spd_bias(self, spd: torch.Tensor, pair_mask: torch.Tensor) -> torch.Tensor:
+        """[B, N, N] SPD -> [B, H, N, N]."""
+        return self.spatial_pos_encoder(vocab.spatial_index(spd, pair_mask)).permute(0, 3, 1, 2)
+
+    def edge_bias(self, edge_path: torch.Tensor, spd: torch.Tensor) -> torch.Tensor:
+        """[B, N, N, hops, 3] bond features along paths -> [B, H, N, N].
+
+        Per hop, the mean of the bond-feature embeddings times that hop's H x H matrix;
+        summed over hops and divided by the path length clipped to [1, max hops].
+        """
+        hops = min(edge_path.shape[3], self.multi_hop_max_dist)
+        hop_embedding = self.edge_encoder(vocab.hop_bond_index(edge_path[:, :, :, :hops])).mean(-2)
+        hop_weights = self.edge_dis_encoder.weight.view(-1, self.num_heads, self.num_heads)[:hops]
+        bias = torch.einsum("bijkh,khg->bijg", hop_embedding, hop_weights)
+        path_length = spd.clamp(min=1, max=self.multi_hop_max_dist).to(bias.dtype)
+        return (bias / path_length[..., None]).permute(0, 3, 1, 2)
+
+    def add_graph_token_distance(self, bias: torch.Tensor) -> torch.Tensor:
+        """bias [B, H, N+1, N+1] with the graph token at 0: add the virtual distance to row 0
+        and to column 0 of the atom rows."""
+        t = self.graph_token_virtual_distance.weight.view(1, self.num_heads, 1)
+        bias = bias.clone()
+        bias[:, :, 1:, 0] = bias[:, :, 1:, 0] + t
+        bias[:, :, 0, :] = bias[:, :, 0, :] + t
+        return bias

@@ -1,0 +1,61 @@
+"""What the pretraining and fine-tuning tasks share: reading prepared shards into datasets."""
+import logging
+from dataclasses import dataclass, field
+
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.tasks import FairseqTask
+from omegaconf import II
+
+from ..data.molecule_dataset import MoleculeDataset
+from ..data.shards import MoleculeShards, read_manifest
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MoleculeTaskConfig(FairseqDataclass):
+    data: str = field(default="", metadata={"help": "prepared dataset folder (manifest.json + shard-*.lmdb, from `python -m data_prep`)"})
+    conformers: ChoiceEnum(["random", "first"]) = field(
+        default="random", metadata={"help": "training conformer per molecule: a random one per epoch, or always the first (valid/test always take the first)"})
+    max_atoms: int = field(default=512, metadata={"help": "largest molecule (atoms) batches may hold"})
+    seed: int = II("common.seed")
+
+
+class MoleculeTask(FairseqTask):
+    is_pretraining = False
+
+    def __init__(self, cfg: MoleculeTaskConfig):
+        super().__init__(cfg)
+        if not cfg.data:
+            raise ValueError("give the prepared dataset folder as the first argument of fairseq-train")
+        self.manifest = read_manifest(cfg.data)
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        return cls(cfg)
+
+    def uses_coordinates(self) -> bool:
+        return True
+
+    def load_dataset(self, split, combine=False, epoch=1, **kwargs):
+        shards = MoleculeShards(self.cfg.data, split)
+        training = split == "train"
+        if not self.uses_coordinates():
+            conformers = "none"
+        else:
+            conformers = str(self.cfg.conformers) if training else "first"
+        self.datasets[split] = MoleculeDataset(
+            shards, shards.num_atoms, conformers=conformers, seed=self.cfg.seed, shuffle=training
+        )
+        logger.info("%s: %d molecules from %s (conformers: %s)", split, len(shards), self.cfg.data, conformers)
+
+    def max_positions(self):
+        return self.cfg.max_atoms + 1
+
+    @property
+    def source_dictionary(self):
+        return None
+
+    @property
+    def target_dictionary(self):
+        return None

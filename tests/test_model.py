@@ -1,0 +1,136 @@
+import pytest
+import torch
+
+from moleblend_plugin.criterions.pretrain import PretrainCriterion
+from moleblend_plugin.modules import relation_mixing as mixing
+from moleblend_plugin.modules.relation_heads import OuterProductHead
+
+from model_inputs import ASPIRIN, CAFFEINE, ETHANOL, NAPHTHOL, SALT, batch_of, build_encoder, rotation
+
+
+def _all_modalities(batch):
+    mask = batch["atom_mask"]
+    return mixing.whole_modalities(mask[:, :, None] & mask[:, None, :], (mixing.SPD, mixing.EDGE, mixing.DISTANCE))
+
+
+def test_outputs_do_not_depend_on_other_molecules_in_the_batch():
+    encoder = build_encoder().eval()
+    alone = batch_of(ETHANOL)
+    together = batch_of(ETHANOL, CAFFEINE, SALT)
+    with torch.no_grad():
+        a = encoder.molecule_encoder(alone, _all_modalities(alone))
+        b = encoder.molecule_encoder(together, _all_modalities(together))
+        n = int(alone["atom_mask"].sum())
+        assert torch.allclose(a.atom_states[0, :n], b.atom_states[0, :n], atol=1e-5)
+        assert torch.allclose(a.graph_state[0], b.graph_state[0], atol=1e-5)
+        assert torch.allclose(encoder.spd_head(a.atom_states)[0, :n, :n],
+                              encoder.spd_head(b.atom_states)[0, :n, :n], atol=1e-5)
+
+
+def test_3d_encoding_and_distance_prediction_are_invariant_to_rotation_and_translation():
+    encoder = build_encoder().eval()
+    batch = batch_of(ASPIRIN, CAFFEINE)
+    moved = dict(batch)
+    moved["coordinates"] = batch["coordinates"] @ rotation(3).T + torch.tensor([1.5, -2.0, 0.7])
+    with torch.no_grad():
+        a = encoder.molecule_encoder(batch, _all_modalities(batch))
+        b = encoder.molecule_encoder(moved, _all_modalities(moved))
+        mask = batch["atom_mask"]
+        assert torch.allclose(a.atom_states[mask], b.atom_states[mask], atol=1e-4)
+        pairs = mask[:, :, None] & mask[:, None, :]
+        assert torch.allclose(a.pair_bias.permute(0, 2, 3, 1)[pairs], b.pair_bias.permute(0, 2, 3, 1)[pairs], atol=1e-4)
+        assert torch.allclose(encoder.distance_head(a.atom_states)[pairs],
+                              encoder.distance_head(b.atom_states)[pairs], atol=1e-4)
+        # a real test: the encoding does change when the geometry changes shape
+        stretched = dict(batch)
+        stretched["coordinates"] = batch["coordinates"] * 1.3
+        c = encoder.molecule_encoder(stretched, _all_modalities(stretched))
+        assert not torch.allclose(a.atom_states[mask], c.atom_states[mask], atol=1e-3)
+
+
+def test_noise_prediction_rotates_with_the_input():
+    encoder = build_encoder().eval()
+    batch = batch_of(ASPIRIN, NAPHTHOL)
+    rot = rotation(5)
+    moved = dict(batch)
+    moved["coordinates"] = batch["coordinates"] @ rot.T + torch.tensor([0.3, 4.0, -1.0])
+    mask = batch["atom_mask"]
+    with torch.no_grad():
+        outputs = []
+        for b in (batch, moved):
+            out = encoder.molecule_encoder(b, _all_modalities(b))
+            outputs.append(encoder.noise_head(out.atom_states, out.pair_bias, out.directions))
+    assert torch.allclose(outputs[0][mask] @ rot.T, outputs[1][mask], atol=1e-4)
+    assert outputs[0][mask].abs().max() > 1e-3
+
+
+def test_factorized_relation_head_equals_the_materialized_outer_product():
+    torch.manual_seed(0)
+    head = OuterProductHead(embed_dim=24, rank=6, num_outputs=7)
+    states = torch.randn(3, 9, 24)
+    assert torch.allclose(head(states), head.forward_materialized(states), atol=1e-5)
+
+
+class _Model(torch.nn.Module):
+    """The encoder plus the `cfg` the criterion reads, as the fairseq model provides."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+        self.cfg = encoder.cfg
+
+    def forward(self, batch):
+        return self.encoder(batch)
+
+
+def _criterion():
+    return PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
+
+
+def _sample(batch):
+    return {"net_input": {"batch": batch}, "nsentences": batch["atom_mask"].shape[0],
+            "ntokens": int(batch["atom_mask"].sum())}
+
+
+@pytest.mark.parametrize("mode", ["moleblend", "blend", "noisy_node", "mask_spd", "mask_edge", "mask_3d"])
+def test_every_parameter_of_every_pretraining_mode_gets_a_gradient(mode):
+    model = _Model(build_encoder(pretrain_mode=mode)).train()
+    batch = batch_of(ASPIRIN, CAFFEINE, SALT)
+    loss, _, log = _criterion()(model, _sample(batch))
+    loss.backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    unused_by_design = set()
+    if mode in ("noisy_node", "mask_3d"):  # no 2D input: SPD/edge encoders and degree tables are not used
+        unused_by_design = {n for n, _ in model.named_parameters()
+                            if ".molecule_attn_bias." in n and "virtual_distance" not in n or "degree_encoder" in n}
+    if mode in ("mask_spd", "mask_edge"):  # no 3D input
+        unused_by_design = {n for n, _ in model.named_parameters() if ".molecule_3d_bias." in n}
+        other = "edge" if mode == "mask_spd" else "spd"
+        unused_by_design |= {n for n, _ in model.named_parameters()
+                             if ("spatial_pos_encoder" if other == "spd" else "edge_") in n and ".molecule_attn_bias." in n}
+    assert sorted(set(missing) - unused_by_design) == []
+
+
+def test_a_tiny_batch_overfits():
+    torch.manual_seed(0)
+    model = _Model(build_encoder(pretrain_mode="moleblend", seed=1, encoder_embed_dim=64,
+                                 encoder_ffn_embed_dim=64, relation_head_dim=16)).train()
+    batch = batch_of(ASPIRIN, CAFFEINE, NAPHTHOL, ETHANOL)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    criterion = _criterion()
+    losses = []
+    for _ in range(150):
+        optimizer.zero_grad()
+        loss, _, log = criterion(model, _sample(batch))
+        loss.backward()
+        optimizer.step()
+        losses.append(log)
+    first, last = losses[0], losses[-1]
+    # Every relation term falls (the blend and the noise are drawn anew each step, so
+    # the terms cannot reach zero; SPD from atom states alone is the slowest to learn).
+    def mean(log, key, count):
+        return log[key] / log[count]
+
+    assert mean(last, "edge_loss_sum", "edge_hops") < mean(first, "edge_loss_sum", "edge_hops") / 10
+    assert mean(last, "distance_abs_error", "distance_pairs") < mean(first, "distance_abs_error", "distance_pairs") / 3
+    assert mean(last, "spd_loss_sum", "spd_pairs") < mean(first, "spd_loss_sum", "spd_pairs") / 1.6
