@@ -31,6 +31,8 @@ class MoleculeDataset(FairseqDataset):
         self.shuffle = shuffle
         self.max_hops = max_hops
         self.epoch = 1
+        # Columns of each record's targets handed to the model (None: all).
+        self.target_columns = None
 
     def set_epoch(self, epoch):
         self.epoch = epoch
@@ -51,6 +53,8 @@ class MoleculeDataset(FairseqDataset):
     def __getitem__(self, index):
         record = self.shards[index]
         item = molecule_inputs(record, self._conformer(record, index), self.max_hops)
+        if self.target_columns is not None:
+            item["targets"] = item["targets"][self.target_columns]
         item["index"] = index
         item["id"] = record.id
         return item

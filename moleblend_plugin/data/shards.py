@@ -213,6 +213,29 @@ def read_manifest(data_dir: str) -> dict:
     return manifest
 
 
+# LMDB allows one open environment per file and process; readers of several splits of
+# one dataset (train and valid share a shard at split boundaries) share it.
+_OPEN_SHARDS: dict[tuple[int, str], lmdb.Environment] = {}
+
+
+def _open_shard(path: str) -> lmdb.Environment:
+    try:
+        stat = os.stat(path)
+    except OSError as error:
+        raise MalformedRecord(f"{path}: cannot open shard ({error})") from None
+    # The file's identity is part of the key: a rebuilt dataset gets fresh environments.
+    key = (os.getpid(), os.path.realpath(path), stat.st_ino, stat.st_mtime_ns)
+    env = _OPEN_SHARDS.get(key)
+    if env is None:
+        try:
+            env = lmdb.open(path, subdir=False, readonly=True, lock=False, readahead=False,
+                            meminit=False, max_readers=1)
+        except lmdb.Error as error:
+            raise MalformedRecord(f"{path}: cannot open shard ({error})") from None
+        _OPEN_SHARDS[key] = env
+    return env
+
+
 class MoleculeShards:
     """Random access to the records of one split (or of all, `split=None`).
 
@@ -250,12 +273,7 @@ class MoleculeShards:
             self._envs, self._pid = {}, os.getpid()
         env = self._envs.get(shard)
         if env is None:
-            path = os.path.join(self.data_dir, self.shards[shard]["file"])
-            try:
-                env = lmdb.open(path, subdir=False, readonly=True, lock=False, readahead=False,
-                                meminit=False, max_readers=1)
-            except lmdb.Error as error:
-                raise MalformedRecord(f"{path}: cannot open shard ({error})") from None
+            env = _open_shard(os.path.join(self.data_dir, self.shards[shard]["file"]))
             self._envs[shard] = env
         return env
 
@@ -305,6 +323,9 @@ class MoleculeShards:
         return self._num_atoms
 
     def close(self) -> None:
+        """Close this dataset's shards (for every reader of them in this process)."""
         for env in self._envs.values():
+            for key in [k for k, v in _OPEN_SHARDS.items() if v is env]:
+                del _OPEN_SHARDS[key]
             env.close()
         self._envs = {}

@@ -1,1 +1,1 @@
-from . import pretrain  # noqa: F401
+from . import finetune, pretrain  # noqa: F401

@@ -1,0 +1,51 @@
+"""Task `moleblend_finetune`: property prediction on prepared shards.
+
+Classification targets (multi-task binary, NaN = missing label) or regression targets
+(standardized with the train-split mean/std of the manifest; metrics in original units).
+The model's --input-modality decides whether coordinates are used (2d, 3d, 2d+3d).
+"""
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from fairseq.tasks import register_task
+
+from .molecule_task import MoleculeTask, MoleculeTaskConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneConfig(MoleculeTaskConfig):
+    targets: str = field(default="", metadata={"help": "comma-separated target names from the manifest to train on (default: all)"})
+
+
+@register_task("moleblend_finetune", dataclass=FinetuneConfig)
+class FinetuneTask(MoleculeTask):
+    def __init__(self, cfg: FinetuneConfig):
+        super().__init__(cfg)
+        available = self.manifest["targets"]
+        names = [t["name"] for t in available]
+        wanted = [n.strip() for n in cfg.targets.split(",") if n.strip()] or names
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            raise ValueError(f"{cfg.data}: no target(s) {unknown}; the manifest has {names}")
+        self.target_columns = np.array([names.index(n) for n in wanted], dtype=np.int64)
+        self.targets = [available[i] for i in self.target_columns]
+        kinds = {t["task_type"] for t in self.targets}
+        if len(kinds) != 1:
+            raise ValueError(f"targets {wanted} mix classification and regression; train them in separate runs")
+        self.task_type = kinds.pop()
+        self.target_mean = np.array([t.get("mean") or 0.0 for t in self.targets], dtype=np.float32)
+        self.target_std = np.array([t.get("std") or 1.0 for t in self.targets], dtype=np.float32)
+        if self.task_type == "regression" and not np.all(self.target_std > 0):
+            raise ValueError(f"{cfg.data}: a regression target has no train-split spread (std 0): {wanted}")
+        logger.info("fine-tuning on %d %s target(s): %s", len(wanted), self.task_type, ", ".join(wanted))
+
+    @property
+    def num_targets(self) -> int:
+        return len(self.target_columns)
+
+    def load_dataset(self, split, combine=False, epoch=1, **kwargs):
+        super().load_dataset(split, combine, epoch, **kwargs)
+        self.datasets[split].target_columns = self.target_columns
