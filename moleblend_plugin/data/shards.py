@@ -214,8 +214,11 @@ def read_manifest(data_dir: str) -> dict:
 
 
 # LMDB allows one open environment per file and process; readers of several splits of
-# one dataset (train and valid share a shard at split boundaries) share it.
-_OPEN_SHARDS: dict[tuple[int, str], lmdb.Environment] = {}
+# one dataset (train and valid share a shard at split boundaries) share it. A process
+# forked after its parent opened a shard (DataLoader workers) inherits the parent's
+# read-only, lock-free environment and reuses it: py-lmdb refuses to open the same file
+# again in the child.
+_OPEN_SHARDS: dict[tuple[str, int, int], lmdb.Environment] = {}
 
 
 def _open_shard(path: str) -> lmdb.Environment:
@@ -224,7 +227,7 @@ def _open_shard(path: str) -> lmdb.Environment:
     except OSError as error:
         raise MalformedRecord(f"{path}: cannot open shard ({error})") from None
     # The file's identity is part of the key: a rebuilt dataset gets fresh environments.
-    key = (os.getpid(), os.path.realpath(path), stat.st_ino, stat.st_mtime_ns)
+    key = (os.path.realpath(path), stat.st_ino, stat.st_mtime_ns)
     env = _OPEN_SHARDS.get(key)
     if env is None:
         try:
