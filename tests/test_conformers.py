@@ -1,0 +1,104 @@
+"""Conformer generation, the 2D fallback, and alignment of a given geometry."""
+import numpy as np
+import pytest
+from rdkit import Chem
+
+from moleblend_plugin.data.conformers import (ConformerError, GeometryMismatch, align_geometry,
+                                              generate_conformers, mol_from_xyz)
+from moleblend_plugin.data.featurize import FeaturizeOptions, RejectedMolecule, make_record
+from moleblend_plugin.data.molecule import Geometry
+
+ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
+
+
+def bond_lengths(mol, xyz):
+    return np.array([np.linalg.norm(xyz[b.GetBeginAtomIdx()] - xyz[b.GetEndAtomIdx()])
+                     for b in mol.GetBonds()])
+
+
+def test_conformers_shape_seed_and_chemistry():
+    mol = Chem.MolFromSmiles(ASPIRIN)
+    first = generate_conformers(mol, 2, seed=3)
+    again = generate_conformers(mol, 2, seed=3)
+    other = generate_conformers(mol, 2, seed=4)
+    assert first.shape == (2, 13, 3) and first.dtype == np.float32
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)
+    lengths = bond_lengths(mol, first[0])
+    assert lengths.min() > 1.1 and lengths.max() < 1.6  # heavy-atom bonds in Angstrom
+    assert np.ptp(first[0][:, 2]) > 0.5  # really 3D
+
+
+def test_conformers_with_hydrogens_follow_feature_order():
+    mol = Chem.MolFromSmiles("CCO")
+    xyz = generate_conformers(mol, 1, seed=0, with_hydrogens=True)[0]
+    mol_h = Chem.AddHs(mol)
+    assert xyz.shape == (9, 3)
+    lengths = bond_lengths(mol_h, xyz)
+    assert lengths.min() > 0.9 and lengths.max() < 1.6
+
+
+def test_timeout_raises_and_fallback_flag():
+    mol = Chem.MolFromSmiles(ASPIRIN)
+    with pytest.raises(ConformerError):
+        generate_conformers(mol, 1, seed=0, timeout_s=0)
+    options = FeaturizeOptions(num_conformers=2, conformer_timeout_s=0, on_conformer_failure="reject")
+    with pytest.raises(RejectedMolecule) as error:
+        make_record(ASPIRIN, options)
+    assert error.value.reason == "conformer_failed"
+    options.on_conformer_failure = "2d"
+    record = make_record(ASPIRIN, options)
+    assert record.geometry == Geometry.FALLBACK_2D
+    assert record.coordinates.shape == (2, 13, 3) and (record.coordinates[..., 2] == 0).all()
+
+
+def test_two_dimensional_dataset():
+    record = make_record(ASPIRIN, FeaturizeOptions(num_conformers=0))
+    assert record.coordinates.shape == (0, 13, 3) and record.geometry == Geometry.NONE
+
+
+def test_align_geometry_recovers_shuffled_atoms():
+    mol = Chem.MolFromSmiles("OCC(=O)N")
+    mol_h = Chem.AddHs(mol)
+    xyz_h = generate_conformers(mol, 1, seed=1, with_hydrogens=True)[0]
+    order = np.random.default_rng(0).permutation(len(xyz_h))
+    elements = [mol_h.GetAtomWithIdx(int(i)).GetSymbol() for i in order]
+    geometry = mol_from_xyz(elements, xyz_h[order])
+    np.testing.assert_allclose(align_geometry(mol, geometry), xyz_h[:5], atol=1e-6)
+    np.testing.assert_allclose(align_geometry(mol, geometry, with_hydrogens=True)[:5], xyz_h[:5], atol=1e-6)
+
+
+def test_align_geometry_rejects_other_molecule():
+    mol = Chem.MolFromSmiles("OCC(=O)N")
+    xyz = generate_conformers(Chem.MolFromSmiles("NCC(=O)O"), 1, seed=0, with_hydrogens=True)[0]
+    elements = [a.GetSymbol() for a in Chem.AddHs(Chem.MolFromSmiles("NCC(=O)O")).GetAtoms()]
+    with pytest.raises(GeometryMismatch):
+        align_geometry(mol, mol_from_xyz(elements, xyz))  # same atoms, other bonds
+    with pytest.raises(GeometryMismatch):
+        align_geometry(Chem.MolFromSmiles("CCO"), mol_from_xyz(elements, xyz))
+
+
+def test_reject_reasons():
+    options = FeaturizeOptions(num_conformers=0, max_atoms=10)
+    cases = {"C1CC": "invalid_smiles", "c1cccc1": "invalid_smiles", "": "invalid_smiles",
+             "*CC": "wildcard_atom", "[Na+]": "single_atom", ASPIRIN: "too_many_atoms"}
+    for smiles, reason in cases.items():
+        with pytest.raises(RejectedMolecule) as error:
+            make_record(smiles, options)
+        assert error.value.reason == reason, smiles
+
+
+def test_salt_kept_whole_or_largest_fragment():
+    salt = "[Cl].CC(C)NCC(O)COc1cccc2ccccc12"  # from BBBP
+    whole = make_record(salt, FeaturizeOptions(num_conformers=1))
+    assert whole.num_atoms == 20 and whole.coordinates.shape == (1, 20, 3)
+    largest = make_record(salt, FeaturizeOptions(num_conformers=0, largest_fragment=True))
+    assert largest.num_atoms == 19 and "." not in largest.smiles
+
+
+def test_metal_complex_kept_with_fallback():
+    smiles = "CCC1=[O+][Cu-3]2([O+]=C(CC)C1)[O+]=C(CC)CC(CC)=[O+]2"  # from HIV
+    record = make_record(smiles, FeaturizeOptions(num_conformers=1, conformer_timeout_s=5,
+                                                  on_conformer_failure="2d"))
+    assert record.geometry in (Geometry.RDKIT_3D, Geometry.FALLBACK_2D)
+    assert np.isfinite(record.coordinates).all()
