@@ -23,6 +23,14 @@ SAFE_CHECKPOINT_GLOBALS = [
     type(np.dtype(np.float32)),
     type(np.dtype(np.int64)),
 ]
+# A pickle names a global by the module it was written under: numpy 1.x writes
+# `numpy.core.multiarray`, numpy 2.x `numpy._core.multiarray`. Both names are allowed.
+SAFE_CHECKPOINT_GLOBALS += [
+    (np.core.multiarray.scalar, "numpy._core.multiarray.scalar"),
+    (np.core.multiarray._reconstruct, "numpy._core.multiarray._reconstruct"),
+    (np.core.multiarray.scalar, "numpy.core.multiarray.scalar"),
+    (np.core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+]
 
 
 def allow_checkpoint_globals() -> None:

@@ -15,6 +15,8 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 from fairseq.utils import safe_getattr
 
+from ..checkpoints.key_maps import LAYOUTS, OUTPUT_LAYER_POLICIES, map_state_dict, model_state
+from ..checkpoints.safe_loading import load_checkpoint_file
 from ..data.relations import MULTI_HOP_MAX_DIST
 from ..modules import relation_mixing as mixing
 from ..modules.encoder_layer import LAYER_NORM_EPS
@@ -55,6 +57,14 @@ class MoleBlendConfig(FairseqDataclass):
     input_modality: ChoiceEnum(list(INPUT_MODALITIES)) = field(
         default="2d", metadata={"help": "fine-tuning input: 2d (SPD + edge biases), 3d (3D bias), 2d+3d (all three summed)"})
     readout: ChoiceEnum(["graph_token", "mean"]) = field(default="graph_token", metadata={"help": "molecule representation for prediction"})
+    init_from_checkpoint: str = field(
+        default="", metadata={"help": "start from the weights of this Graphormer, Transformer-M or MoleBlend checkpoint "
+                                      "(mapped by key; see docs/checkpoints.md); new modules are initialised fresh"})
+    init_checkpoint_layout: ChoiceEnum(["auto"] + list(LAYOUTS)) = field(
+        default="auto", metadata={"help": "layout of --init-from-checkpoint; auto tells it from the key names"})
+    init_checkpoint_output_layer: ChoiceEnum(list(OUTPUT_LAYER_POLICIES)) = field(
+        default="reset", metadata={"help": "the checkpoint's task output layer (embed_out, lm_output_learned_bias): "
+                                           "reset for the new task, keep, or auto (keep when the target count matches)"})
 
 
 class PredictionHead(nn.Module):
@@ -159,12 +169,35 @@ class MoleBlendModel(BaseFairseqModel):
         pretraining = bool(getattr(task, "is_pretraining", False))
         num_targets = 0 if pretraining else int(task.num_targets)
         model = cls(cfg, MoleBlendEncoder(cfg, num_targets, pretraining))
+        if cfg.init_from_checkpoint:
+            model.load_mapped_state(load_checkpoint_file(cfg.init_from_checkpoint), str(cfg.init_checkpoint_layout),
+                                    str(cfg.init_checkpoint_output_layer), origin=cfg.init_from_checkpoint)
         logger.info("%s: %.2fM parameters (pretraining=%s)", cls.__name__,
                     sum(p.numel() for p in model.parameters()) / 1e6, pretraining)
         return model
 
     def forward(self, batch, **unused):
         return self.encoder(batch)
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        """Load an exact match as usual (resume); map anything else by key, with a logged report.
+
+        fairseq's --finetune-from-model comes here with a pretraining checkpoint: its pretraining heads are
+        dropped and the prediction head initialised. A mis-shaped key is an error, never skipped.
+        """
+        own = self.state_dict()
+        if set(state_dict) == set(own) and all(state_dict[k].shape == own[k].shape for k in own):
+            return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
+        return self.load_mapped_state(state_dict, "auto", "auto", origin="checkpoint")
+
+    def load_mapped_state(self, checkpoint, layout="auto", output_layer="auto", origin="checkpoint"):
+        """Map a checkpoint (or a model state) onto this model, load it and log what was kept and dropped."""
+        mapped, report = map_state_dict(model_state(checkpoint), self, layout=layout, output_layer=output_layer)
+        result = nn.Module.load_state_dict(self, mapped, strict=False)
+        if result.unexpected_keys or set(result.missing_keys) != set(report.missing):
+            raise RuntimeError(f"key map and model disagree: {result}")
+        logger.info("loaded %s by key map\n%s", origin, report.format())
+        return report
 
     def max_positions(self):
         return self.cfg.max_positions + 1
