@@ -219,7 +219,8 @@ def test_interrupted_build_resumes_to_the_same_shards(tmp_path, monkeypatch):
                             featurize=FeaturizeOptions(num_conformers=1, seed=5))
 
     def source():
-        return CsvSource(f"{FIXTURES}/bbbp_bad.csv", "smiles", [TargetSpec("p_np", "", "classification")],
+        # QM9 molecules by SMILES: small, so their RDKit conformers are quick to make
+        return CsvSource(f"{FIXTURES}/qm9_sample.csv", "SMILES", [TargetSpec("Dipole_debye", "D")],
                          split="scaffold")
 
     reference = build(source(), options(tmp_path / "ref"))
@@ -257,7 +258,8 @@ def test_interrupted_build_resumes_to_the_same_shards(tmp_path, monkeypatch):
     monkeypatch.setattr(build_module.ShardWriter, "close", original)
 
     resumed = build(source(), options(tmp_path / "b", workers=2))
-    assert resumed["shards"] == reference["shards"]  # same records, byte for byte
+    assert reference["geometry"] == {"rdkit_etkdg_mmff": 37}
+    assert resumed["shards"] == reference["shards"]  # same records (conformers too), byte for byte
     assert resumed == reference
     assert sorted(os.listdir(tmp_path / "b")) == sorted(os.listdir(tmp_path / "ref"))
     with pytest.raises(FileExistsError):

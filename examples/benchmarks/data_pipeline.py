@@ -1,0 +1,131 @@
+"""Throughput and memory of the data pipeline, on the shared MOSES and QM9 data.
+
+    python examples/benchmarks/data_pipeline.py --data DATA_DIR [--quick]
+
+Prints:
+  1. molecules/s for featurization + pair relations (SPD, edge paths), one process;
+  2. molecules/s for conformer generation (ETKDG + MMFF, 1 conformer) with 1 and 2 workers;
+  3. peak RSS of `data_prep csv` builds of 10k and 100k MOSES molecules (2D, 2 workers):
+     memory must not grow with the size of the dataset.
+DATA_DIR is the folder `datasets/fetch.sh` fills (moses/train.csv.gz, qm9/qm9.csv).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import itertools
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+from rdkit import RDLogger  # noqa: E402
+
+from moleblend_plugin.data.conformers import ConformerError, generate_conformers  # noqa: E402
+from moleblend_plugin.data.featurize import (FeaturizeOptions, RejectedMolecule, make_record,  # noqa: E402
+                                             mol_from_smiles)
+from moleblend_plugin.data.relations import pair_relations  # noqa: E402
+
+
+def moses_smiles(data: str, count: int) -> list[str]:
+    with gzip.open(os.path.join(data, "moses", "train.csv.gz"), "rt", newline="") as f:
+        return [row["SMILES"] for row in itertools.islice(csv.DictReader(f), count)]
+
+
+def qm9_smiles(data: str, count: int) -> list[str]:
+    with open(os.path.join(data, "qm9", "qm9.csv"), newline="") as f:
+        return [row["SMILES"] for row in itertools.islice(csv.DictReader(f), 3, 3 + count)]
+
+
+def featurize_rate(smiles: list[str]) -> float:
+    options = FeaturizeOptions(num_conformers=0)
+    start = time.perf_counter()
+    for s in smiles:
+        try:
+            record = make_record(s, options)
+        except RejectedMolecule:
+            continue
+        pair_relations(record.num_atoms, record.bond_index, record.bond_features)
+    return len(smiles) / (time.perf_counter() - start)
+
+
+def _one_conformer(smiles: str) -> bool:
+    try:
+        generate_conformers(mol_from_smiles(smiles), 1, seed=0, timeout_s=10)
+        return True
+    except (ConformerError, RejectedMolecule):
+        return False
+
+
+def _quiet():
+    RDLogger.DisableLog("rdApp.*")
+
+
+def conformer_rate(smiles: list[str], workers: int) -> float:
+    start = time.perf_counter()
+    if workers == 1:
+        _quiet()
+        for s in smiles:
+            _one_conformer(s)
+    else:
+        with multiprocessing.get_context("fork").Pool(workers, _quiet) as pool:
+            pool.map(_one_conformer, smiles, chunksize=4)
+    return len(smiles) / (time.perf_counter() - start)
+
+
+MEASURE = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+from data_prep.__main__ import main
+start = time.perf_counter()
+code = main({argv!r})
+seconds = time.perf_counter() - start
+own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({{"code": code, "seconds": seconds, "rss_main_mib": own / 1024, "rss_worker_mib": workers / 1024}}))
+"""
+
+
+def build_rss(data: str, count: int, workers: int) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        argv = ["csv", "--input", os.path.join(data, "moses", "train.csv.gz"), "--smiles-column", "SMILES",
+                "--output", out, "--conformers", "0", "--limit", str(count), "--workers", str(workers),
+                "--quiet"]
+        result = subprocess.run([sys.executable, "-c", MEASURE.format(root=ROOT, argv=argv)],
+                                capture_output=True, text=True, check=True)
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="folder laid out by datasets/fetch.sh")
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
+    args = parser.parse_args()
+    n_feat, n_conf, sizes = (200, 20, (1000, 5000)) if args.quick else (3000, 200, (10_000, 100_000))
+
+    print("featurization + relations (1 process, no conformers)")
+    for name, smiles in (("MOSES", moses_smiles(args.data, n_feat)), ("QM9", qm9_smiles(args.data, n_feat))):
+        print(f"  {name:6s} {featurize_rate(smiles):8.0f} molecules/s  ({len(smiles)} molecules)")
+
+    print("conformer generation (ETKDGv3 + MMFF94, 1 conformer per molecule)")
+    for name, smiles in (("MOSES", moses_smiles(args.data, n_conf)), ("QM9", qm9_smiles(args.data, n_conf))):
+        for workers in (1, 2):
+            print(f"  {name:6s} {workers} worker(s) {conformer_rate(smiles, workers):7.1f} molecules/s  "
+                  f"({len(smiles)} molecules)")
+
+    print("peak RSS of a 2D build (data_prep csv, MOSES, 2 workers)")
+    for count in sizes:
+        r = build_rss(args.data, count, workers=2)
+        print(f"  {count:7d} molecules: main process {r['rss_main_mib']:6.0f} MiB, largest worker "
+              f"{r['rss_worker_mib']:6.0f} MiB, {r['seconds']:6.1f} s ({count / r['seconds']:.0f} molecules/s)")
+
+
+if __name__ == "__main__":
+    main()
