@@ -19,11 +19,9 @@ def spd_classes(spd: torch.Tensor, max_class: int) -> torch.Tensor:
     return torch.where(spd == UNREACHABLE_SPD, torch.full_like(spd, UNREACHABLE_CLASS), spd.clamp(max=max_class))
 
 
-def bond_classes(edge_path: torch.Tensor) -> torch.Tensor:
-    """[..., 3] bond features -> one joint class per bond; -1 where there is no hop."""
-    dims = get_bond_feature_dims()
-    joint = (edge_path[..., 0] * dims[1] + edge_path[..., 1]) * dims[2] + edge_path[..., 2]
-    return torch.where(edge_path[..., 0] >= 0, joint, torch.full_like(joint, -1))
+def split_bond_logits(logits: torch.Tensor):
+    """[..., sum of bond feature sizes] -> one logit tensor per OGB bond feature."""
+    return torch.split(logits, list(get_bond_feature_dims()), dim=-1)
 
 
 def relative_positions(coordinates: torch.Tensor) -> torch.Tensor:

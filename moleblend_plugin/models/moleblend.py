@@ -23,7 +23,7 @@ from ..modules.encoder_layer import LAYER_NORM_EPS
 from ..modules.molecule_encoder import MoleculeEncoder, init_bert_params
 from ..modules.noise_head import NoiseHead
 from ..modules.relation_heads import OuterProductHead
-from .pretraining_modes import PRETRAIN_MODES, bond_class_count
+from .pretraining_modes import PRETRAIN_MODES, bond_feature_classes
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class MoleBlendEncoder(nn.Module):
         if pretraining:
             heads = self.mode.heads
             self.spd_head = OuterProductHead(d, r, cfg.max_spd_class + 1) if "spd" in heads else None
-            self.edge_head = (OuterProductHead(d, r, cfg.multi_hop_max_dist * bond_class_count())
+            self.edge_head = (OuterProductHead(d, r, cfg.multi_hop_max_dist * sum(bond_feature_classes()))
                               if "edge" in heads else None)
             distance_outputs = 1 if cfg.distance_target == "distance" else 3
             self.distance_head = OuterProductHead(d, r, distance_outputs) if "3d" in heads else None

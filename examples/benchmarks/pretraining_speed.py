@@ -1,0 +1,168 @@
+"""Pretraining speed on CPU, every figure measured side by side in one run.
+
+Prints, for real molecules (MOSES SMILES with RDKit conformers, PCQM4Mv2-like sizes):
+- pretraining molecules/s (forward + backward + Adam step) for moleblend_small and
+  moleblend_base in the default MoleBlend mode;
+- achieved FLOP/s (FLOPs of a step counted by torch's FlopCounterMode, divided by the
+  step time) as a fraction of the same run's large-matmul FLOP/s;
+- the relation heads in their factorized form vs the materialized N x N x r^2 outer
+  product (step time ratio; the outputs are equal, see tests/test_model.py);
+- bf16 autocast vs fp32 step time;
+- step time with blending vs without it (the 2D and 3D biases of every pair summed).
+
+    python examples/benchmarks/pretraining_speed.py [--molecules 256] [--threads 2]
+"""
+import argparse
+import contextlib
+import dataclasses
+import gzip
+import os
+import statistics
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm import tqdm
+
+from moleblend_plugin.criterions.pretrain import PretrainCriterion
+from moleblend_plugin.data.collate import collate_molecules, molecule_inputs
+from moleblend_plugin.data.featurize import FeaturizeOptions, RejectedMolecule, make_record
+from moleblend_plugin.models import pretraining_modes
+from moleblend_plugin.models.moleblend import MoleBlendConfig, MoleBlendEncoder
+from moleblend_plugin.modules import relation_heads, relation_mixing
+
+ARCHS = {
+    "moleblend_small": (dict(encoder_layers=6, encoder_embed_dim=256, encoder_ffn_embed_dim=256,
+                             encoder_attention_heads=8), 128),
+    "moleblend_base": (dict(encoder_layers=12, encoder_embed_dim=768, encoder_ffn_embed_dim=768,
+                            encoder_attention_heads=32), 32),
+}
+
+
+class _Model(torch.nn.Module):
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder, self.cfg = encoder, encoder.cfg
+
+    def forward(self, batch):
+        return self.encoder(batch)
+
+
+def load_molecules(path, count, seed):
+    records = []
+    with gzip.open(path, "rt") as f, tqdm(total=count, desc="conformers", leave=False) as bar:
+        next(f)
+        for row, line in enumerate(f):
+            try:
+                records.append(make_record(line.split(",")[0].strip(),
+                                           FeaturizeOptions(num_conformers=1, seed=seed), id=str(row)))
+                bar.update()
+            except RejectedMolecule:
+                continue
+            if len(records) == count:
+                break
+    return [molecule_inputs(r, 0) for r in records]
+
+
+def batches(items, batch_size):
+    return [collate_molecules(items[i:i + batch_size]) for i in range(0, len(items) - batch_size + 1, batch_size)]
+
+
+def build(arch_overrides, mode="moleblend", blend=True):
+    torch.manual_seed(0)
+    encoder = MoleBlendEncoder(MoleBlendConfig(**arch_overrides, pretrain_mode=mode), 0, True)
+    if not blend:
+        encoder.mode = dataclasses.replace(
+            encoder.mode, relation_input=lambda pairs, has_3d, enc: relation_mixing.whole_modalities(
+                pairs, (relation_mixing.SPD, relation_mixing.EDGE, relation_mixing.DISTANCE)))
+    return _Model(encoder).train()
+
+
+def step_seconds(model, data, repeats, autocast=False):
+    criterion = PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
+    context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+
+    def step(batch):
+        optimizer.zero_grad()
+        with context:
+            loss, _, _ = criterion(model, {"net_input": {"batch": batch}, "nsentences": 0, "ntokens": 0})
+        loss.backward()
+        optimizer.step()
+
+    step(data[0])  # warm-up
+    times = []
+    for _ in range(repeats):
+        for batch in data:
+            start = time.perf_counter()
+            step(batch)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def step_flops(model, batch):
+    criterion = PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
+    with FlopCounterMode(display=False) as counter:
+        loss, _, _ = criterion(model, {"net_input": {"batch": batch}, "nsentences": 0, "ntokens": 0})
+        loss.backward()
+    return counter.get_total_flops()
+
+
+def matmul_flops_per_second(size=2048, repeats=10):
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size ** 3 * repeats / (time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def materialized_heads():
+    factorized = relation_heads.OuterProductHead.forward
+    relation_heads.OuterProductHead.forward = relation_heads.OuterProductHead.forward_materialized
+    try:
+        yield
+    finally:
+        relation_heads.OuterProductHead.forward = factorized
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default_data = os.environ.get("MOLEBLEND_DATA", os.path.expanduser("~/.cache/moleblend/datasets"))
+    parser.add_argument("--moses", default=os.path.join(default_data, "moses", "train.csv.gz"),
+                        help="MOSES SMILES as laid out by shared/datasets/fetch.sh (default: $MOLEBLEND_DATA/moses/train.csv.gz)")
+    parser.add_argument("--molecules", type=int, default=256, help="molecules to featurize (with conformers)")
+    parser.add_argument("--repeats", type=int, default=2, help="passes over the batches per measurement")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--archs", default="moleblend_small,moleblend_base", help="comma-separated architectures")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    items = load_molecules(args.moses, args.molecules, seed=0)
+    atoms = [i["atom_features"].shape[0] for i in items]
+    print(f"{len(items)} MOSES molecules with RDKit conformers, {statistics.mean(atoms):.1f} heavy atoms on average "
+          f"(max {max(atoms)}); torch {torch.__version__}, {args.threads} threads, fp32 unless stated")
+    peak = matmul_flops_per_second()
+    print(f"large-matmul throughput (2048 x 2048 fp32): {peak / 1e9:.1f} GFLOP/s")
+    for name in args.archs.split(","):
+        overrides, batch_size = ARCHS[name]
+        data = batches(items, batch_size)
+        model = build(overrides)
+        seconds = step_seconds(model, data, args.repeats)
+        flops = step_flops(model, data[0])
+        with materialized_heads():
+            materialized = step_seconds(model, data, args.repeats)
+        bf16 = step_seconds(model, data, args.repeats, autocast=True)
+        no_blend = step_seconds(build(overrides, blend=False), data, args.repeats)
+        print(f"\n{name} (batch {batch_size}, MoleBlend mode: blend + noisy node)")
+        print(f"  pretraining throughput         {batch_size / seconds:8.1f} molecules/s  (step {seconds * 1e3:.0f} ms)")
+        print(f"  achieved / large-matmul FLOP/s {flops / seconds / peak:8.2f}  ({flops / seconds / 1e9:.1f} GFLOP/s, "
+              f"{flops / 1e9:.1f} GFLOP per step)")
+        print(f"  materialized / factorized heads step time {materialized / seconds:6.2f}")
+        print(f"  bf16 autocast / fp32 step time            {bf16 / seconds:6.2f}")
+        print(f"  blend / no blend (2D+3D summed) step time {seconds / no_blend:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
