@@ -108,6 +108,12 @@ def process_entry(entry: RawEntry):
     except RejectedMolecule as error:
         return ("rejected", entry.row, {"row": entry.row, "id": entry.id, "reason": error.reason,
                                         "detail": error.detail[:200], "smiles": smiles_text})
+    except Exception as error:  # one odd molecule must not end a build of millions
+        # Recorded in rejects.csv and counted in the manifest under its own reason.
+        return ("rejected", entry.row, {"row": entry.row, "id": entry.id,
+                                        "reason": "featurization_error",
+                                        "detail": f"{type(error).__name__}: {error}"[:200],
+                                        "smiles": smiles_text})
     scaffold = murcko_scaffold(record.smiles) if _scaffolds else ""
     return ("accepted", entry.row, entry.id, encode_record(record), scaffold)
 

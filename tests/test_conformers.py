@@ -52,6 +52,21 @@ def test_timeout_raises_and_fallback_flag():
     assert record.coordinates.shape == (2, 13, 3) and (record.coordinates[..., 2] == 0).all()
 
 
+def test_timeout_on_a_hard_molecule_is_a_conformer_error():
+    # A lipopeptide from Lipophilicity that ETKDG does not embed within 10 s; when the
+    # time runs out mid-embedding, RDKit's return value must not be trusted.
+    smiles = ("CCCCCCCCCC(=O)N[C@@H](Cc1c[nH]c2ccccc12)C(=O)N[C@@H](CC(=O)N)C(=O)N[C@@H](CC(=O)O)"
+              "C(=O)N[C@H]3[C@@H](C)OC(=O)[C@H](CC(=O)c4ccccc4N)NC(=O)[C@@H](NC(=O)[C@@H](CO)NC(=O)"
+              "CNC(=O)[C@H](CC(=O)O)NC(=O)[C@@H](C)NC(=O)[C@H](CC(=O)O)NC(=O)[C@H](CCCN)NC(=O)CNC3=O)"
+              "[C@H](C)CC(=O)O")
+    mol = Chem.MolFromSmiles(smiles)
+    try:
+        xyz = generate_conformers(mol, 1, seed=3592, timeout_s=1)
+        assert xyz.shape == (1, mol.GetNumAtoms(), 3)
+    except ConformerError:
+        pass
+
+
 def test_two_dimensional_dataset():
     record = make_record(ASPIRIN, FeaturizeOptions(num_conformers=0))
     assert record.coordinates.shape == (0, 13, 3) and record.geometry == Geometry.NONE

@@ -67,8 +67,10 @@ def generate_conformers(mol: Chem.Mol, num_conformers: int, seed: int, timeout_s
             continue
         if optimize and time.monotonic() - start < timeout_s:
             _optimize(mol_h, MMFF_MAX_ITERS)
-        for conf_id in ids:
-            positions = mol_h.GetConformer(conf_id).GetPositions()[:num_atoms]
+        # Iterate over the conformers the molecule holds: after a timeout, RDKit can
+        # return ids of conformers it did not keep.
+        for conformer in mol_h.GetConformers():
+            positions = conformer.GetPositions()[:num_atoms]
             if np.isfinite(positions).all():
                 found.append(positions.astype(np.float32))
     if not found:

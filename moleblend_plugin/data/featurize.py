@@ -36,6 +36,7 @@ REJECT_REASONS = {
     "invalid_label": "a label is not a number",
     "duplicate_id": "an earlier row has the same id",
     "uncharacterized": "listed by the source as a molecule whose geometry failed a consistency check",
+    "featurization_error": "an unexpected error while featurizing (the detail names it; please report it)",
 }
 
 
