@@ -26,8 +26,14 @@ def load_split_dict(path: str) -> dict[str, np.ndarray]:
     weights_only=True and only numpy's array classes allowed."""
     import torch  # only this source needs it
 
-    allowed = [np.ndarray, np.dtype, np.core.multiarray._reconstruct]
-    allowed += [type(np.dtype(t)) for t in (np.int64, np.int32)]
+    import importlib
+
+    allowed = [np.ndarray, np.dtype] + [type(np.dtype(t)) for t in (np.int64, np.int32)]
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1 / numpy 2 names
+        try:
+            allowed.append(importlib.import_module(module)._reconstruct)
+        except (ImportError, AttributeError):
+            pass
     with torch.serialization.safe_globals(allowed):
         loaded = torch.load(path, weights_only=True)
     return {name: np.asarray(values, dtype=np.int64) for name, values in loaded.items()}
