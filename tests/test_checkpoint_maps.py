@@ -280,6 +280,7 @@ def test_init_from_checkpoint_file_in_build_model(tmp_path, caplog):
                        source["encoder.molecule_encoder.layers.0.fc1.weight"])
     assert torch.equal(model.encoder.noise_head.v_proj.bias, source["encoder.molecule_encoder.atom_proc.v_proj.bias"])
     assert "checkpoint layout 'transformer_m'" in caplog.text
+    assert cfg.init_from_checkpoint == ""  # saved checkpoints must not need the file again
 
 
 def test_weights_only_loading_refuses_other_classes(tmp_path):

@@ -172,6 +172,9 @@ class MoleBlendModel(BaseFairseqModel):
         if cfg.init_from_checkpoint:
             model.load_mapped_state(load_checkpoint_file(cfg.init_from_checkpoint), str(cfg.init_checkpoint_layout),
                                     str(cfg.init_checkpoint_output_layer), origin=cfg.init_from_checkpoint)
+            # Applied once: the checkpoints this run saves hold these weights, so rebuilding the model from
+            # their configuration (evaluation, inference) must not need the file again.
+            cfg.init_from_checkpoint = ""
         logger.info("%s: %.2fM parameters (pretraining=%s)", cls.__name__,
                     sum(p.numel() for p in model.parameters()) / 1e6, pretraining)
         return model
