@@ -23,7 +23,6 @@ import re
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
-from ogb.utils.features import get_bond_feature_dims
 
 from .map_report import CheckpointLayoutError, CheckpointMismatchError, MapReport
 
@@ -99,7 +98,12 @@ RULES: Dict[str, List[Rule]] = {
         _drop(r"encoder\.masked_lm_pooler\.(weight|bias)", "unused in Graphormer's forward"),
     ] + _PREDICTION_HEAD,
     "transformer_m": _TRANSFORMER_M_TRUNK + _PREDICTION_HEAD + [_CLASSIFICATION_HEAD],
-    "moleblend_official": _TRANSFORMER_M_TRUNK + _PREDICTION_HEAD + [_CLASSIFICATION_HEAD],
+    "moleblend_official": _TRANSFORMER_M_TRUNK + _PREDICTION_HEAD + [_CLASSIFICATION_HEAD] + [
+        _drop(r"encoder\.molecule_encoder\.blend_edge_pred_head\.linear_map_feature\.(weight|bias)",
+              "the official edge head scores the joint (bond type, stereo, conjugation) class of each hop in one "
+              "softmax; this model classifies each bond feature separately, which no linear map of the joint "
+              "logits reproduces; the edge output layer is initialised fresh"),
+    ],
 }
 LAYOUTS = tuple(RULES)
 SOURCE_PREFIXES = {"graphormer": "encoder.graph_encoder.", "transformer_m": TRUNK, "moleblend_official": TRUNK,
@@ -167,6 +171,10 @@ def _rename_split(stem, name, kind, report):
     raise CheckpointLayoutError(f"{stem}.in_proj_{kind}: not a key of the {report.layout} layout this loader knows")
 
 
+# The official SPD head: classes SPD 1..10 and one for SPD 11-19.
+OFFICIAL_SPD_CLASSES = 11
+
+
 def _official_spd_linear(source, target, report) -> List[Item]:
     """Official SPD classes: c = SPD - 1 (c < 10), 10 = SPD 11-19, unreachable ignored. Here: 0 = unreachable,
     k = SPD k, the last class SPD >= K. Rows move to their SPD; 'unreachable' keeps its fresh initialisation."""
@@ -187,46 +195,6 @@ def _official_spd_linear(source, target, report) -> List[Item]:
         value[1:rows + 1] = src[:rows]
         items.append((key, dest, value, f"classes re-indexed: official SPD 1..{rows} -> classes 1..{rows}; "
                                         "'unreachable' (class 0) initialised fresh, official SPD 11-19 dropped"))
-    return items
-
-
-# The official SPD head: classes SPD 1..10 and one for SPD 11-19.
-OFFICIAL_SPD_CLASSES = 11
-# The official edge head's joint bond class: (bond type, stereo, conjugated) with these sizes.
-OFFICIAL_BOND_CLASS_DIMS = (4, 3, 2)
-
-
-def _official_edge_rows() -> torch.Tensor:
-    """For each official joint bond class, the row of this project's joint class (OGB sizes)."""
-    _, stereo, conjugated = get_bond_feature_dims()
-    rows = [(t * stereo + s) * conjugated + c
-            for t in range(OFFICIAL_BOND_CLASS_DIMS[0]) for s in range(OFFICIAL_BOND_CLASS_DIMS[1])
-            for c in range(OFFICIAL_BOND_CLASS_DIMS[2])]
-    return torch.tensor(rows)
-
-
-def _official_edge_linear(source, target, report) -> List[Item]:
-    items = []
-    per_hop_src = OFFICIAL_BOND_CLASS_DIMS[0] * OFFICIAL_BOND_CLASS_DIMS[1] * OFFICIAL_BOND_CLASS_DIMS[2]
-    dims = get_bond_feature_dims()
-    per_hop_dst = dims[0] * dims[1] * dims[2]
-    for kind in ("weight", "bias"):
-        key, dest = TRUNK + f"blend_edge_pred_head.linear_map_feature.{kind}", f"encoder.edge_head.linear.{kind}"
-        if key not in source:
-            continue
-        src = source.pop(key)
-        if dest not in target:
-            items.append((key, dest, src, None))
-            continue
-        dst = target[dest]
-        hops = src.shape[0] // per_hop_src
-        if src.shape[1:] != dst.shape[1:] or src.shape[0] % per_hop_src or dst.shape[0] != hops * per_hop_dst:
-            report.mis_shaped.append((key, dest, tuple(src.shape), tuple(dst.shape)))
-            continue
-        value = dst.clone().view(hops, per_hop_dst, *dst.shape[1:])
-        value[:, _official_edge_rows()] = src.view(hops, per_hop_src, *src.shape[1:])
-        items.append((key, dest, value.view(dst.shape), f"joint bond classes re-indexed per hop ({hops} hops); "
-                                                         "classes the official head lacks initialised fresh"))
     return items
 
 
@@ -284,7 +252,7 @@ CONVERTERS: Dict[str, List[Converter]] = {
     "moleblend": [],
     "graphormer": [_split_in_proj],
     "transformer_m": [_split_in_proj],
-    "moleblend_official": [_split_in_proj, _official_spd_linear, _official_edge_linear, _official_3d_head,
+    "moleblend_official": [_split_in_proj, _official_spd_linear, _official_3d_head,
                            _official_factor_renames],
 }
 
