@@ -41,6 +41,27 @@ class FinetuneTask(MoleculeTask):
         if self.task_type == "regression" and not np.all(self.target_std > 0):
             raise ValueError(f"{cfg.data}: a regression target has no train-split spread (std 0): {wanted}")
         logger.info("fine-tuning on %d %s target(s): %s", len(wanted), self.task_type, ", ".join(wanted))
+        # Saved in checkpoints (fairseq's task_state), so that a fine-tuned model predicts in
+        # original units without its prepared dataset (moleblend_plugin.inference).
+        self.state.merge_state_dict({
+            "targets": [{"name": t["name"], "unit": t.get("unit", ""), "task_type": t["task_type"],
+                         "mean": float(m), "std": float(s)}
+                        for t, m, s in zip(self.targets, self.target_mean, self.target_std)],
+            "featurization": dict(self.manifest.get("featurization", {})),
+            "source_type": self.manifest.get("source", {}).get("type", ""),
+        })
+
+    def load_state_dict(self, state_dict):
+        """A checkpoint's stored statistics win over the dataset's: the model was trained with them."""
+        super().load_state_dict(state_dict)
+        stored = state_dict.get("targets")
+        if stored:
+            names = [t["name"] for t in stored]
+            if names != [t["name"] for t in self.targets]:
+                raise ValueError(f"the checkpoint predicts {names}, the task is set up for "
+                                 f"{[t['name'] for t in self.targets]}")
+            self.target_mean = np.array([t["mean"] for t in stored], dtype=np.float32)
+            self.target_std = np.array([t["std"] for t in stored], dtype=np.float32)
 
     @property
     def num_targets(self) -> int:
