@@ -1,0 +1,69 @@
+"""Tiny prepared datasets from the committed fixtures, and fine-tuned checkpoints trained on
+them with fairseq's own training loop (in this process, a few updates), shared by the
+fine-tuning and inference tests. Each is made once per test session."""
+import atexit
+import os
+import shutil
+import tempfile
+from functools import lru_cache
+
+from data_prep.__main__ import main as data_prep
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+PLUGIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "moleblend_plugin")
+
+
+@lru_cache(maxsize=None)
+def workdir() -> str:
+    path = tempfile.mkdtemp(prefix="moleblend_finetune_tests_")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+@lru_cache(maxsize=None)
+def qm9_dataset() -> str:
+    """40 QM9 molecules with their DFT geometries (random split 24/8/8)."""
+    out = os.path.join(workdir(), "qm9")
+    assert data_prep(["qm9", "--input", f"{FIXTURES}/qm9_sample.csv", "--output", out,
+                      "--valid-size", "8", "--test-size", "8", "--quiet"]) == 0
+    return out
+
+
+@lru_cache(maxsize=None)
+def bbbp_dataset() -> str:
+    """The BBBP fixture (a few bad rows rejected), 2D only, scaffold split."""
+    out = os.path.join(workdir(), "bbbp")
+    assert data_prep(["moleculenet", "--dataset", "bbbp", "--input", f"{FIXTURES}/bbbp_bad.csv",
+                      "--output", out, "--conformers", "0", "--quiet"]) == 0
+    return out
+
+
+def fairseq_train(argv) -> None:
+    from fairseq import distributed_utils, options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq_cli import train
+
+    args = options.parse_args_and_arch(options.get_training_parser(), argv)
+    distributed_utils.call_main(convert_namespace_to_omegaconf(args), train.main)
+
+
+def finetune(data: str, save_dir: str, *flags: str) -> str:
+    fairseq_train([data, "--user-dir", PLUGIN_DIR, "--task", "moleblend_finetune", "--criterion", "moleblend_finetune",
+                   "--arch", "moleblend_tiny", "--encoder-layers", "1", "--cpu", "--num-workers", "0",
+                   "--batch-size", "8", "--required-batch-size-multiple", "1", "--optimizer", "adam", "--lr", "1e-3",
+                   "--save-dir", save_dir, "--no-epoch-checkpoints", "--no-progress-bar", "--seed", "3", *flags])
+    return os.path.join(save_dir, "checkpoint_best.pt")
+
+
+@lru_cache(maxsize=None)
+def regression_checkpoint() -> str:
+    """2d+3d model of two QM9 targets (meV), 2 epochs."""
+    return finetune(qm9_dataset(), os.path.join(workdir(), "qm9_ft"), "--input-modality", "2d+3d",
+                    "--targets", "gap,homo", "--max-epoch", "2", "--best-checkpoint-metric", "mae")
+
+
+@lru_cache(maxsize=None)
+def classification_checkpoint() -> str:
+    """2d model of BBBP's p_np, 2 epochs."""
+    return finetune(bbbp_dataset(), os.path.join(workdir(), "bbbp_ft"), "--input-modality", "2d",
+                    "--max-epoch", "2", "--best-checkpoint-metric", "loss")
