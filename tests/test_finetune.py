@@ -9,10 +9,11 @@ import pytest
 import torch
 from fairseq import metrics
 
-from finetune_runs import qm9_dataset, regression_checkpoint
+from finetune_runs import pcqm4mv2_checkpoint, pcqm4mv2_dataset, qm9_dataset, regression_checkpoint
 from model_inputs import ASPIRIN, CAFFEINE, ETHANOL, NAPHTHOL, SALT, batch_of, tiny_config
 from moleblend_plugin.checkpoints.safe_loading import load_checkpoint_file
 from moleblend_plugin.criterions.finetune import FinetuneCriterion, destandardize, standardize
+from moleblend_plugin.evaluate import evaluate
 from moleblend_plugin.evaluate import main as evaluate_main
 from moleblend_plugin.evaluate import score_predictions
 from moleblend_plugin.inference import TargetInfo, prediction_values
@@ -135,3 +136,16 @@ def test_evaluate_scores_what_validation_logged(tmp_path, capsys):
     assert result["metrics"]["mae"] == pytest.approx(np.mean(per_target), rel=1e-6)  # all 8 labelled
     assert result["metrics"]["rmse"] >= result["metrics"]["mae"]
     assert not any(isinstance(v, float) and math.isnan(v) for v in result["metrics"].values())
+
+
+def test_pcqm4mv2_model_gets_the_ogb_evaluator_score():
+    pytest.importorskip("ogb.lsc")
+    checkpoint = pcqm4mv2_checkpoint()
+    valid = evaluate(checkpoint, pcqm4mv2_dataset(), "valid", batch_size=2)
+    assert valid["targets"] == [{"name": "homolumogap", "unit": "eV", "labels": 5}]
+    assert valid["metrics"]["ogb_pcqm4mv2_mae"] == pytest.approx(valid["metrics"]["mae"], rel=1e-6)
+    assert valid["metrics"]["mae"] > 0
+    hidden = evaluate(checkpoint, pcqm4mv2_dataset(), "test-dev")  # OGB keeps these labels
+    assert hidden["num_molecules"] == 3 and hidden["targets"][0]["labels"] == 0
+    assert hidden["metrics"]["mae"] is None and hidden["metrics"]["ogb_pcqm4mv2_mae"] is None
+    json.dumps(hidden, allow_nan=False)
