@@ -65,6 +65,8 @@ def load_molecules(path, count, seed):
 
 
 def batches(items, batch_size):
+    """Full batches of molecules of similar size, as the training dataset forms them."""
+    items = sorted(items, key=lambda item: item["atom_features"].shape[0])
     return [collate_molecules(items[i:i + batch_size]) for i in range(0, len(items) - batch_size + 1, batch_size)]
 
 
