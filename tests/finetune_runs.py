@@ -44,7 +44,20 @@ def fairseq_train(argv) -> None:
     from fairseq_cli import train
 
     args = options.parse_args_and_arch(options.get_training_parser(), argv)
-    distributed_utils.call_main(convert_namespace_to_omegaconf(args), train.main)
+    forget_best()
+    try:
+        distributed_utils.call_main(convert_namespace_to_omegaconf(args), train.main)
+    finally:
+        forget_best()
+
+
+def forget_best() -> None:
+    """fairseq keeps the best validation score in a function attribute for the process; a
+    second training run in the same process must not compare against the first one's."""
+    from fairseq import checkpoint_utils
+
+    if hasattr(checkpoint_utils.save_checkpoint, "best"):
+        del checkpoint_utils.save_checkpoint.best
 
 
 def finetune(data: str, save_dir: str, *flags: str) -> str:
