@@ -129,7 +129,7 @@ def summarise(args, results: Dict[str, Dict[int, dict]], curves) -> None:
         writer.writerows(rows)
     lines = [f"# {os.path.basename(os.path.normpath(args.data))}: test {args.metric}, {len(args.seeds)} seeds",
              "", f"Best-valid checkpoint (valid {args.metric}) of each run, scored on the test split; "
-             "mean +- sample std over seeds.", "",
+             "mean ± sample std over seeds.", "",
              "| variant | test " + args.metric + " | per seed | best valid " + args.metric + " |",
              "|---|---|---|---|"]
     for variant, runs in results.items():
