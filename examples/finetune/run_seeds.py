@@ -197,8 +197,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-interval", type=int, default=100, help="updates between training log lines")
     parser.add_argument("--cpu", action="store_true", help="train and evaluate on the CPU")
     parser.add_argument("--extra-args", default="",
-                        help="more fairseq-train flags, one quoted string (e.g. \"--lr-scheduler polynomial_decay "
-                             "--warmup-updates 100 --total-num-update 2000 --dropout 0.1\")")
+                        help="more fairseq-train flags as one string, given with '=' "
+                             "(e.g. --extra-args=\"--lr-scheduler polynomial_decay --warmup-updates 100 "
+                             "--total-num-update 2000 --dropout 0.1\")")
     parser.add_argument("--overwrite", action="store_true", help="run again even where test.json exists")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     return parser
