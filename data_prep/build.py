@@ -17,6 +17,7 @@ import numpy as np
 from rdkit import Chem, RDLogger
 from tqdm import tqdm
 
+from moleblend_plugin.data.conformers import mol_from_xyz
 from moleblend_plugin.data.featurize import (FEATURIZATION_VERSION, FeaturizeOptions,
                                              RejectedMolecule, make_record)
 from moleblend_plugin.data.molecule import Geometry
@@ -27,7 +28,6 @@ from .journal import Journal
 from .rejects import REJECTS_FILE, write_rejects
 from .sources.base import RawEntry, Source
 from .splits import murcko_scaffold
-from moleblend_plugin.data.conformers import mol_from_xyz
 
 log = logging.getLogger("data_prep")
 WORK_DIR = ".build"  # inside the output folder while a build is unfinished

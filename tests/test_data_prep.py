@@ -4,7 +4,6 @@ import csv
 import gzip
 import math
 import os
-import shutil
 
 import numpy as np
 import pandas as pd

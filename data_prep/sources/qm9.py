@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import os
 
-import numpy as np
-
 from ..splits import random_split
 from .base import (RawEntry, Source, TargetSpec, check_columns, iter_sdf_blocks, open_text,
                    parse_labels, read_csv_header, sdf_title)

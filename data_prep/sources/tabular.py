@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import csv
-import os
-
-import numpy as np
 
 from ..splits import random_split, scaffold_split
 from .base import (RawEntry, Source, TargetSpec, check_columns, iter_sdf_blocks, open_text,
