@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from itertools import zip_longest
 
 from ..splits import random_split
 from .base import (RawEntry, Source, TargetSpec, check_columns, iter_sdf_blocks, open_text,
@@ -93,7 +94,10 @@ class Qm9Source(Source):
             skip = set(read_uncharacterized(self.uncharacterized_path))
         with open_text(self.csv_path) as f:
             rows = csv.DictReader(f)
-            for row, (block, fields) in enumerate(zip(iter_sdf_blocks(self.sdf_path), rows)):
+            for row, (block, fields) in enumerate(zip_longest(iter_sdf_blocks(self.sdf_path), rows)):
+                if block is None or fields is None:
+                    raise ValueError(f"{self.sdf_path} and {self.csv_path} hold different numbers "
+                                     f"of molecules (they differ from row {row} on)")
                 labels, reject = self._labels(fields, 3)
                 mol_id = fields["mol_id"].strip()
                 title = sdf_title(block)
