@@ -2,6 +2,7 @@
 them with fairseq's own training loop (in this process, a few updates), shared by the
 fine-tuning and inference tests. Each is made once per test session."""
 import atexit
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -10,7 +11,8 @@ from functools import lru_cache
 from data_prep.__main__ import main as data_prep
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-PLUGIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "moleblend_plugin")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLUGIN_DIR = os.path.join(REPO, "moleblend_plugin")
 
 
 @lru_cache(maxsize=None)
@@ -96,3 +98,12 @@ def pcqm4mv2_checkpoint() -> str:
     """2d HOMO-LUMO gap model (eV), 1 epoch, L1 loss as for the OGB MAE."""
     return finetune(pcqm4mv2_dataset(), os.path.join(workdir(), "pcqm4mv2_ft"), "--input-modality", "2d",
                     "--max-epoch", "1", "--regression-loss", "l1", "--best-checkpoint-metric", "mae")
+
+
+def seed_runner():
+    """examples/finetune/run_seeds.py as a module."""
+    path = os.path.join(REPO, "examples", "finetune", "run_seeds.py")
+    spec = importlib.util.spec_from_file_location("run_seeds", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,5 +1,7 @@
 """Fine-tuning: the criterion and model learn, missing labels are ignored, targets are
-standardized and mapped back, and the evaluation command scores what validation scores."""
+standardized and mapped back, the evaluation command scores what validation scores, and
+the seed runner reads fairseq's logs."""
+import csv
 import json
 import math
 from types import SimpleNamespace
@@ -9,13 +11,12 @@ import pytest
 import torch
 from fairseq import metrics
 
-from finetune_runs import pcqm4mv2_checkpoint, pcqm4mv2_dataset, qm9_dataset, regression_checkpoint
+from finetune_runs import pcqm4mv2_checkpoint, pcqm4mv2_dataset, qm9_dataset, regression_checkpoint, seed_runner
 from model_inputs import ASPIRIN, CAFFEINE, ETHANOL, NAPHTHOL, SALT, batch_of, tiny_config
 from moleblend_plugin.checkpoints.safe_loading import load_checkpoint_file
 from moleblend_plugin.criterions.finetune import FinetuneCriterion, destandardize, standardize
-from moleblend_plugin.evaluate import evaluate
+from moleblend_plugin.evaluate import evaluate, score_predictions
 from moleblend_plugin.evaluate import main as evaluate_main
-from moleblend_plugin.evaluate import score_predictions
 from moleblend_plugin.inference import TargetInfo, prediction_values
 from moleblend_plugin.models.moleblend import MoleBlendEncoder, MoleBlendModel
 
@@ -149,3 +150,26 @@ def test_pcqm4mv2_model_gets_the_ogb_evaluator_score():
     assert hidden["num_molecules"] == 3 and hidden["targets"][0]["labels"] == 0
     assert hidden["metrics"]["mae"] is None and hidden["metrics"]["ogb_pcqm4mv2_mae"] is None
     json.dumps(hidden, allow_nan=False)
+
+
+def test_seed_runner_reads_fairseq_logs_and_summarises(tmp_path):
+    runner = seed_runner()
+    log = tmp_path / "train.log"
+    log.write_text(
+        "begin validation on \"valid\" subset\n"
+        '{"epoch": 1, "valid_loss": "0.9", "valid_mae": "2.5", "valid_rmse": "3.1", "valid_num_updates": "8"}\n'
+        '{"epoch": 1, "train_loss": "1.2", "train_mae": "2.9"}\n'
+        '{"epoch": 2, "train_inner_loss": "1.0"}\n'
+        '{"epoch": 2, "valid_loss": "0.7", "valid_mae": "2.25", "valid_rmse": "2.75"}\n')
+    assert runner.valid_curve(str(log), "mae") == ([1, 2], [2.5, 2.25])
+    assert runner.valid_curve(str(log), "rmse") == ([1, 2], [3.1, 2.75])
+    args = runner.make_parser().parse_args([str(tmp_path), "--run-dir", str(tmp_path), "--metric", "rmse"])
+    results = {"scratch": {s: {"metrics": {"rmse": v, "mae": None}} for s, v in zip([1, 2, 3], [1.0, 2.0, 4.0])}}
+    curves = {"scratch": {s: ([1, 2], [3.0, 2.0 + s]) for s in [1, 2, 3]}}
+    runner.summarise(args, results, curves)
+    rows = {r["metric"]: r for r in csv.DictReader(open(tmp_path / "summary.csv"))}
+    assert float(rows["rmse"]["mean"]) == pytest.approx(7 / 3)
+    assert float(rows["rmse"]["std"]) == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1))
+    assert rows["mae"]["mean"] == "nan"
+    table = (tmp_path / "summary.md").read_text()
+    assert "| scratch | 2.333 ± 1.5 | 1, 2, 4 | 3 ± 0 |" in table  # best valid: min over epochs per seed

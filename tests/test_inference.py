@@ -2,15 +2,14 @@
 from the checkpoint, the command line and the Python API agree, and evaluation agrees
 with both."""
 import csv
-import importlib.util
 import json
-import os
 
 import numpy as np
 import pytest
 import torch
 
-from finetune_runs import bbbp_dataset, classification_checkpoint, qm9_dataset, regression_checkpoint
+from finetune_runs import (bbbp_dataset, classification_checkpoint, qm9_dataset, regression_checkpoint,
+                           seed_runner)
 from model_inputs import ASPIRIN, CAFFEINE, ETHANOL, NAPHTHOL, SALT
 from moleblend_plugin import evaluate, inference, predict
 from moleblend_plugin.checkpoints.safe_loading import load_checkpoint_file
@@ -144,17 +143,8 @@ def _no_conformers(make_record):
     return guarded
 
 
-def _seed_runner():
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "finetune",
-                        "run_seeds.py")
-    spec = importlib.util.spec_from_file_location("run_seeds", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("module", [evaluate, predict, "run_seeds"])
 def test_every_flag_documented(module):
-    module = _seed_runner() if module == "run_seeds" else module
+    module = seed_runner() if module == "run_seeds" else module
     for action in module.make_parser()._actions:
         assert action.help, f"{module.__name__} {action.option_strings} has no help"
