@@ -50,3 +50,14 @@ def test_a_dataset_folder_without_manifest_is_a_clear_error(tmp_path):
                        "--criterion", "moleblend_pretrain", "--arch", "moleblend_tiny", "--cpu",
                        "--optimizer", "adam", "--lr", "1e-3", "--max-update", "1", "--batch-size", "4",
                        "--save-dir", str(tmp_path / "ckpt")])
+
+
+def test_every_molecule_of_a_split_is_batched_whatever_the_batch_size_multiple():
+    from moleblend_plugin.tasks.pretrain import PretrainConfig, PretrainTask
+
+    task = PretrainTask(PretrainConfig(data=qm9_dataset(), seed=1))
+    task.load_dataset("valid")
+    dataset = task.dataset("valid")
+    iterator = task.get_batch_iterator(dataset, max_sentences=3, required_batch_size_multiple=8)
+    seen = sorted(i for batch in iterator.next_epoch_itr(shuffle=False) for i in batch["id"].tolist())
+    assert seen == list(range(len(dataset)))

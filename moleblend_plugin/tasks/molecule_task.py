@@ -49,6 +49,12 @@ class MoleculeTask(FairseqTask):
         )
         logger.info("%s: %d molecules from %s (conformers: %s)", split, len(shards), self.cfg.data, conformers)
 
+    def get_batch_iterator(self, dataset, *args, required_batch_size_multiple=1, **kwargs):
+        # fairseq rounds batch sizes to --required-batch-size-multiple (default 8) and then
+        # drops the remainder of a split that does not fill a multiple: up to 7 valid or test
+        # molecules would go unscored. Molecule batches gain nothing from the rounding.
+        return super().get_batch_iterator(dataset, *args, required_batch_size_multiple=1, **kwargs)
+
     def max_positions(self):
         return self.cfg.max_atoms + 1
 
