@@ -21,7 +21,7 @@ seeds() {  # dataset, target, epochs, batch, [more run_seeds.py flags]
   local name=$1 target=$2 epochs=$3 batch=$4; shift 4
   python examples/finetune/run_seeds.py "$BUILT/$name" --run-dir "$RUNS/$name" --pretrained "$PRETRAINED" \
       --targets "$target" --arch moleblend_small --cpu --lr 2e-4 --batch-size "$batch" --max-epoch "$epochs" \
-      --extra-args "--lr-scheduler fixed --warmup-updates 20 --clip-norm 5 --dropout 0.1" "$@"
+      --extra-args="--lr-scheduler fixed --warmup-updates 20 --clip-norm 5 --dropout 0.1" "$@"
 }
 
 case ${1:?QUEUE: moleculenet, hiv or qm9} in
@@ -35,14 +35,14 @@ case ${1:?QUEUE: moleculenet, hiv or qm9} in
     ;;
   hiv)  # 41k molecules: a fraction of an epoch per run (--max-update), validated every 100 updates
     seeds hiv HIV_active 1 64 --input-modality 2d \
-        --extra-args "--lr-scheduler fixed --warmup-updates 20 --clip-norm 5 --dropout 0.1 --max-update 300 --validate-interval-updates 100"
+        --extra-args="--lr-scheduler fixed --warmup-updates 20 --clip-norm 5 --dropout 0.1 --max-update 300 --validate-interval-updates 100"
     ;;
   qm9)  # gap, HOMO and LUMO predicted jointly (one model per input, not one per target), 1 seed
     for modality in 3d 2d+3d; do
       python examples/finetune/run_seeds.py "$BUILT/qm9" --run-dir "$RUNS/qm9_${modality/+/_}" --pretrained "$PRETRAINED" \
           --targets gap,homo,lumo --arch moleblend_small --cpu --input-modality "$modality" --seeds 1 \
           --lr 2e-4 --batch-size 64 --max-epoch 1 --metric mae \
-          --extra-args "--lr-scheduler fixed --warmup-updates 20 --clip-norm 5 --regression-loss l1 --max-update 400 --validate-interval-updates 200 --max-valid-steps 40"
+          --extra-args="--lr-scheduler fixed --warmup-updates 20 --clip-norm 5 --regression-loss l1 --max-update 400 --validate-interval-updates 200 --max-valid-steps 40"
     done
     ;;
   *) echo "unknown queue $1" >&2; exit 2 ;;
