@@ -27,15 +27,15 @@ seeds() {  # dataset, target, epochs, batch, [more run_seeds.py flags]
 case ${1:?QUEUE: moleculenet, hiv or qm9} in
   moleculenet)
     seeds bbbp p_np 6 32 --input-modality 2d
-    seeds bace Class 6 32 --input-modality 2d
-    seeds clintox CT_TOX 6 32 --input-modality 2d
+    seeds bace Class 5 32 --input-modality 2d
+    seeds clintox CT_TOX 5 32 --input-modality 2d
     seeds esol "measured log solubility in mols per litre" 6 32 --input-modality 2d --metric rmse
     seeds freesolv expt 6 32 --input-modality 2d --metric rmse
-    seeds lipophilicity exp 4 32 --input-modality 2d --metric rmse
+    seeds lipophilicity exp 3 32 --input-modality 2d --metric rmse
     ;;
   hiv)  # 41k molecules: a fraction of an epoch per run (--max-update), validated every 100 updates
     seeds hiv HIV_active 1 64 --input-modality 2d \
-        --extra-args="--lr-scheduler fixed --warmup-updates 20 --clip-norm 5 --dropout 0.1 --max-update 300 --validate-interval-updates 100"
+        --extra-args="--lr-scheduler fixed --warmup-updates 20 --clip-norm 5 --dropout 0.1 --max-update 150 --validate-interval-updates 75"
     ;;
   qm9)  # gap, HOMO and LUMO predicted jointly (one model per input, not one per target), 1 seed
     for modality in 3d 2d+3d; do
