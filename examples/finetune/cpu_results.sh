@@ -3,7 +3,7 @@
 # QM9 pretraining run of docs/pretraining.md, 3 seeds, short fixed budgets (no sweep: one
 # learning rate for all, chosen before any run; the best epoch is picked on valid).
 #
-#   usage: bash examples/finetune/cpu_results.sh QUEUE      QUEUE: moleculenet | hiv | qm9
+#   usage: bash examples/finetune/cpu_results.sh QUEUE      QUEUE: moleculenet | lipophilicity | hiv | qm9
 #
 #   BUILT       prepared datasets (default /work/built: built as in docs/data.md)
 #   PRETRAINED  pretraining checkpoint (default runs/pretrain_small/checkpoints/checkpoint_best.pt)
@@ -24,13 +24,15 @@ seeds() {  # dataset, target, epochs, batch, [more run_seeds.py flags]
       --extra-args="--lr-scheduler fixed --warmup-updates 20 --clip-norm 5 --dropout 0.1" "$@"
 }
 
-case ${1:?QUEUE: moleculenet, hiv or qm9} in
+case ${1:?QUEUE: moleculenet, lipophilicity, hiv or qm9} in
   moleculenet)
     seeds bbbp p_np 6 32 --input-modality 2d
     seeds bace Class 5 32 --input-modality 2d
     seeds clintox CT_TOX 5 32 --input-modality 2d
     seeds esol "measured log solubility in mols per litre" 6 32 --input-modality 2d --metric rmse
     seeds freesolv expt 6 32 --input-modality 2d --metric rmse
+    ;;
+  lipophilicity)
     seeds lipophilicity exp 3 32 --input-modality 2d --metric rmse
     ;;
   hiv)  # 41k molecules: a fraction of an epoch per run (--max-update), validated every 100 updates
