@@ -41,7 +41,7 @@ def cell(rows, variant, metric, scale=1.0, digits=3):
     text = f"{mean:.{digits}f}"
     if n > 1:
         text += f" ± {std:.{digits}f}"
-    return text + (f" ({n} seeds)" if n != 3 else "")
+    return text + (f" ({n} seed{'s' if n > 1 else ''})" if n != 3 else "")
 
 
 def main(argv=None):

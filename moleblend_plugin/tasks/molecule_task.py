@@ -34,16 +34,12 @@ class MoleculeTask(FairseqTask):
     def setup_task(cls, cfg, **kwargs):
         return cls(cfg)
 
-    def uses_coordinates(self) -> bool:
-        return True
-
     def load_dataset(self, split, combine=False, epoch=1, **kwargs):
         shards = MoleculeShards(self.cfg.data, split)
         training = split == "train"
-        if not self.uses_coordinates():
-            conformers = "none"
-        else:
-            conformers = str(self.cfg.conformers) if training else "first"
+        # Coordinates are always read when present: a 2D-input model ignores them, and the
+        # task is set up before the model whose --input-modality would tell.
+        conformers = str(self.cfg.conformers) if training else "first"
         self.datasets[split] = MoleculeDataset(
             shards, shards.num_atoms, conformers=conformers, seed=self.cfg.seed, shuffle=training
         )
