@@ -134,3 +134,20 @@ def test_a_tiny_batch_overfits():
     assert mean(last, "edge_loss_sum", "edge_hops") < mean(first, "edge_loss_sum", "edge_hops") / 10
     assert mean(last, "distance_abs_error", "distance_pairs") < mean(first, "distance_abs_error", "distance_pairs") / 3
     assert mean(last, "spd_loss_sum", "spd_pairs") < mean(first, "spd_loss_sum", "spd_pairs") / 1.6
+
+
+def test_gaussian_kernels_equal_the_normal_density_of_the_affine_distance():
+    import math
+
+    from moleblend_plugin.modules.gaussian_distance_bias import MIN_KERNEL_WIDTH, GaussianLayer
+
+    torch.manual_seed(0)
+    layer = GaussianLayer(num_kernels=16)
+    torch.nn.init.normal_(layer.mul.weight, 1.0, 0.1)
+    torch.nn.init.normal_(layer.bias.weight, 0.0, 0.1)
+    distance = torch.rand(2, 5, 5) * 6
+    pair_types = torch.randint(1, 600, (2, 5, 5, 2))
+    x = (layer.mul(pair_types).sum(-2) * distance.unsqueeze(-1) + layer.bias(pair_types).sum(-2))
+    std = layer.stds.weight.view(-1).abs() + MIN_KERNEL_WIDTH
+    expected = torch.exp(-0.5 * ((x - layer.means.weight.view(-1)) / std) ** 2) / (math.sqrt(2 * math.pi) * std)
+    assert torch.allclose(layer(distance, pair_types), expected, rtol=1e-5, atol=1e-7)
