@@ -160,9 +160,9 @@ def test_seed_runner_reads_fairseq_logs_and_summarises(tmp_path):
         '{"epoch": 1, "valid_loss": "0.9", "valid_mae": "2.5", "valid_rmse": "3.1", "valid_num_updates": "8"}\n'
         '{"epoch": 1, "train_loss": "1.2", "train_mae": "2.9"}\n'
         '{"epoch": 2, "train_inner_loss": "1.0"}\n'
-        '{"epoch": 2, "valid_loss": "0.7", "valid_mae": "2.25", "valid_rmse": "2.75"}\n')
-    assert runner.valid_curve(str(log), "mae") == ([1, 2], [2.5, 2.25])
-    assert runner.valid_curve(str(log), "rmse") == ([1, 2], [3.1, 2.75])
+        '{"epoch": 2, "valid_loss": "0.7", "valid_mae": "2.25", "valid_rmse": "2.75", "valid_num_updates": "16"}\n')
+    assert runner.valid_curve(str(log), "mae") == ([8, 16], [2.5, 2.25])
+    assert runner.valid_curve(str(log), "rmse") == ([8, 16], [3.1, 2.75])
     args = runner.make_parser().parse_args([str(tmp_path), "--run-dir", str(tmp_path), "--metric", "rmse"])
     results = {"scratch": {s: {"metrics": {"rmse": v, "mae": None}} for s, v in zip([1, 2, 3], [1.0, 2.0, 4.0])}}
     curves = {"scratch": {s: ([1, 2], [3.0, 2.0 + s]) for s in [1, 2, 3]}}

@@ -10,7 +10,7 @@ the initialisation of new weights and the batch order), then
 Written to --run-dir:
     VARIANT/seedN/            checkpoints, train.log (fairseq --log-format json), test.json
     summary.csv, summary.md   test metrics per variant: mean, std (sample std, ddof=1) and per seed
-    valid_curves.png          the validation metric per epoch of every run
+    valid_curves.png          the validation metric over updates of every run
 A run whose test.json exists is not run again (delete it, or use --overwrite).
 """
 import argparse
@@ -78,7 +78,8 @@ def evaluate_command(args, run_dir: str) -> List[str]:
 
 
 def valid_curve(log_file: str, metric: str):
-    """(epochs, values) of valid_<metric> from a fairseq --log-format json log file."""
+    """(updates, values) of valid_<metric> from a fairseq --log-format json log file
+    (updates, not epochs: runs validated within an epoch have several points per epoch)."""
     epochs, values = [], []
     if not os.path.exists(log_file):
         return epochs, values
@@ -93,7 +94,7 @@ def valid_curve(log_file: str, metric: str):
                 continue
             key = f"valid_{metric}"
             if key in stats:
-                epochs.append(int(stats["epoch"]))
+                epochs.append(int(stats["valid_num_updates"]))
                 values.append(float(stats[key]))
     return epochs, values
 
@@ -160,7 +161,7 @@ def plot_curves(args, curves) -> None:
         for k, (seed, (epochs, values)) in enumerate(sorted(runs.items())):
             ax.plot(epochs, values, color=colors.get(variant), alpha=0.8, marker=".",
                     label=variant if k == 0 else None)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("updates")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"valid {args.metric}")
     ax.set_title(f"{os.path.basename(os.path.normpath(args.data))}: one line per seed")
