@@ -52,6 +52,13 @@ def common_parser() -> argparse.ArgumentParser:
     return common
 
 
+def label_arguments(p: argparse.ArgumentParser) -> None:
+    """Units and task type of the labels of a generic (csv, sdf) source."""
+    p.add_argument("--target-units", type=_names, default=[], help="comma-separated units, one per target")
+    p.add_argument("--task-type", choices=["auto", "classification", "regression"], default="auto",
+                   help="auto: classification when every label is 0 or 1 (default auto)")
+
+
 def split_arguments(parser, default: str) -> None:
     parser.add_argument("--split", choices=["random", "scaffold"], default=default,
                         help=f"random (seeded) or Bemis-Murcko scaffold split (default {default})")
@@ -91,18 +98,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="CSV file (.csv or .csv.gz)")
     p.add_argument("--smiles-column", required=True, help="column of the SMILES strings")
     p.add_argument("--target-columns", type=_names, default=[], help="comma-separated label columns")
-    p.add_argument("--target-units", type=_names, default=[], help="comma-separated units, one per target")
-    p.add_argument("--task-type", choices=["auto", "classification", "regression"], default="auto",
-                   help="auto: classification when every label is 0 or 1 (default auto)")
+    label_arguments(p)
     p.add_argument("--id-column", default=None, help="column of molecule ids (default: row number)")
     split_arguments(p, "random")
 
     p = sources.add_parser("sdf", parents=[common], help="any SDF file (its 3D coordinates are kept)")
     p.add_argument("--input", required=True, help="SDF file (.sdf or .sdf.gz)")
     p.add_argument("--target-properties", type=_names, default=[], help="comma-separated data fields used as labels")
-    p.add_argument("--target-units", type=_names, default=[], help="comma-separated units, one per target")
-    p.add_argument("--task-type", choices=["auto", "classification", "regression"], default="auto",
-                   help="auto: classification when every label is 0 or 1 (default auto)")
+    label_arguments(p)
     p.add_argument("--id-property", default=None, help="data field of molecule ids (default: record title)")
     split_arguments(p, "random")
     return parser

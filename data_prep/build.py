@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from moleblend_plugin.data.conformers import mol_from_xyz
 from moleblend_plugin.data.featurize import (FEATURIZATION_VERSION, FeaturizeOptions,
-                                             RejectedMolecule, make_record)
+                                             RejectedMolecule, make_record, sanitized)
 from moleblend_plugin.data.molecule import Geometry
 from moleblend_plugin.data.shards import (FORMAT_VERSION, MANIFEST, ShardWriter, decode_record,
                                           encode_record, write_manifest)
@@ -71,13 +71,8 @@ def _init_worker(options: FeaturizeOptions, scaffolds: bool) -> None:
 def _molecule_of(entry: RawEntry):
     """The molecule and its source geometry (or None) of a raw entry."""
     if entry.molblock is not None:
-        mol = Chem.MolFromMolBlock(entry.molblock, removeHs=False, sanitize=False)
-        if mol is None:
-            raise RejectedMolecule("invalid_smiles", "unreadable molfile record")
-        try:
-            Chem.SanitizeMol(mol)
-        except Exception as error:  # RDKit raises several sanitization exception types
-            raise RejectedMolecule("invalid_smiles", str(error).strip()) from None
+        mol = sanitized(Chem.MolFromMolBlock(entry.molblock, removeHs=False, sanitize=False),
+                        "unreadable molfile record")
         geometry = mol if mol.GetNumConformers() and mol.GetConformer().Is3D() else None
         return mol, geometry
     geometry = None

@@ -64,18 +64,24 @@ class FeaturizeOptions:
     seed: int = 0
 
 
+def sanitized(mol: Chem.Mol | None, unreadable: str) -> Chem.Mol:
+    """Sanitize a molecule RDKit parsed with sanitize=False (None: it could not parse it);
+    RejectedMolecule("invalid_smiles") with `unreadable` or RDKit's message."""
+    if mol is None:
+        raise RejectedMolecule("invalid_smiles", unreadable)
+    try:
+        Chem.SanitizeMol(mol)
+    except Exception as error:  # RDKit raises several sanitization exception types
+        raise RejectedMolecule("invalid_smiles", str(error).strip()) from None
+    return mol
+
+
 def mol_from_smiles(smiles: str) -> Chem.Mol:
     """Parse and sanitize; RejectedMolecule("invalid_smiles") with RDKit's message."""
     smiles = (smiles or "").strip()
     if not smiles:
         raise RejectedMolecule("invalid_smiles", "empty SMILES")
-    mol = Chem.MolFromSmiles(smiles, sanitize=False)
-    if mol is None:
-        raise RejectedMolecule("invalid_smiles", "unparsable SMILES")
-    try:
-        Chem.SanitizeMol(mol)
-    except Exception as error:  # RDKit raises several sanitization exception types
-        raise RejectedMolecule("invalid_smiles", str(error).strip()) from None
+    mol = sanitized(Chem.MolFromSmiles(smiles, sanitize=False), "unparsable SMILES")
     # The same hydrogen handling as Chem.MolFromSmiles (and so OGB's smiles2graph).
     return Chem.RemoveHs(mol)
 
