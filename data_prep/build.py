@@ -17,9 +17,10 @@ import numpy as np
 from rdkit import Chem, RDLogger
 from tqdm import tqdm
 
-from moleblend_plugin.data.conformers import mol_from_xyz
 from moleblend_plugin.data.featurize import (FEATURIZATION_VERSION, FeaturizeOptions,
-                                             RejectedMolecule, make_record, sanitized)
+                                             RejectedMolecule, make_record, mol_from_molblock,
+                                             mol_from_smiles, source_geometry_of)
+from moleblend_plugin.data.geometry import GeometryMismatch, mol_from_xyz, same_molecule
 from moleblend_plugin.data.molecule import Geometry
 from moleblend_plugin.data.shards import (FORMAT_VERSION, MANIFEST, ShardWriter, decode_record,
                                           encode_record, write_manifest)
@@ -69,12 +70,21 @@ def _init_worker(options: FeaturizeOptions, scaffolds: bool) -> None:
 
 
 def _molecule_of(entry: RawEntry):
-    """The molecule and its source geometry (or None) of a raw entry."""
-    if entry.molblock is not None:
-        mol = sanitized(Chem.MolFromMolBlock(entry.molblock, removeHs=False, sanitize=False),
-                        "unreadable molfile record")
-        geometry = mol if mol.GetNumConformers() and mol.GetConformer().Is3D() else None
-        return mol, geometry
+    """The molecule and its source geometry (or None) of a raw entry (see `make_record`).
+
+    A molfile is the molecule, read as RDKit's SDF reader reads it; where the source also
+    gives a SMILES for it (PCQM4Mv2's training molecules), the two must be the same
+    molecule. An XYZ geometry is joined to the SMILES by `make_record`."""
+    if entry.molblock is not None or entry.geometry_block is not None:
+        mol = mol_from_molblock(entry.molblock if entry.molblock is not None else entry.geometry_block)
+        if entry.smiles is not None:
+            try:
+                same_molecule(mol, mol_from_smiles(entry.smiles))
+            except GeometryMismatch as error:
+                raise RejectedMolecule("geometry_mismatch", str(error)) from None
+        if entry.molblock_is_3d:
+            return mol, mol
+        return mol, source_geometry_of(mol)
     geometry = None
     if entry.xyz is not None:
         elements, xyz = entry.xyz
@@ -82,10 +92,6 @@ def _molecule_of(entry: RawEntry):
             geometry = mol_from_xyz(elements, np.asarray(xyz, dtype=np.float64).reshape(-1, 3))
         except ValueError as error:
             raise RejectedMolecule("geometry_mismatch", str(error)) from None
-    elif entry.geometry_block is not None:
-        geometry = Chem.MolFromMolBlock(entry.geometry_block, removeHs=False, sanitize=False)
-        if geometry is None:
-            raise RejectedMolecule("geometry_mismatch", "unreadable molfile record")
     return entry.smiles, geometry
 
 

@@ -1,11 +1,11 @@
-"""Conformer generation, the 2D fallback, and alignment of a given geometry."""
+"""Conformer generation, the 2D fallback, and joining a SMILES to a given geometry."""
 import numpy as np
 import pytest
 from rdkit import Chem
 
-from moleblend_plugin.data.conformers import (ConformerError, GeometryMismatch, align_geometry,
-                                              generate_conformers, mol_from_xyz)
+from moleblend_plugin.data.conformers import ConformerError, generate_conformers
 from moleblend_plugin.data.featurize import FeaturizeOptions, RejectedMolecule, make_record
+from moleblend_plugin.data.geometry import GeometryMismatch, mol_from_xyz, with_source_geometry
 from moleblend_plugin.data.molecule import Geometry
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
@@ -31,8 +31,8 @@ def test_conformers_shape_seed_and_chemistry():
 
 def test_conformers_with_hydrogens_follow_feature_order():
     mol = Chem.MolFromSmiles("CCO")
-    xyz = generate_conformers(mol, 1, seed=0, with_hydrogens=True)[0]
     mol_h = Chem.AddHs(mol)
+    xyz = generate_conformers(mol_h, 1, seed=0)[0]
     assert xyz.shape == (9, 3)
     lengths = bond_lengths(mol_h, xyz)
     assert lengths.min() > 0.9 and lengths.max() < 1.6
@@ -72,31 +72,63 @@ def test_two_dimensional_dataset():
     assert record.coordinates.shape == (0, 13, 3) and record.geometry == Geometry.NONE
 
 
-def test_align_geometry_recovers_shuffled_atoms():
+def test_source_geometry_gives_atom_order_and_coordinates():
     mol = Chem.MolFromSmiles("OCC(=O)N")
     mol_h = Chem.AddHs(mol)
-    xyz_h = generate_conformers(mol, 1, seed=1, with_hydrogens=True)[0]
+    xyz_h = generate_conformers(mol_h, 1, seed=1)[0]
     order = np.random.default_rng(0).permutation(len(xyz_h))
     elements = [mol_h.GetAtomWithIdx(int(i)).GetSymbol() for i in order]
-    geometry = mol_from_xyz(elements, xyz_h[order])
-    np.testing.assert_allclose(align_geometry(mol, geometry), xyz_h[:5], atol=1e-6)
-    np.testing.assert_allclose(align_geometry(mol, geometry, with_hydrogens=True)[:5], xyz_h[:5], atol=1e-6)
+    joined = with_source_geometry(mol, mol_from_xyz(elements, xyz_h[order]))
+    assert [a.GetSymbol() for a in joined.GetAtoms()] == elements
+    np.testing.assert_allclose(joined.GetConformer().GetPositions(), xyz_h[order], atol=1e-6)
+    # every bond of the SMILES joins the same two atoms in the geometry's order
+    where = {int(old): new for new, old in enumerate(order)}
+    bonds = {frozenset((where[b.GetBeginAtomIdx()], where[b.GetEndAtomIdx()])) for b in mol_h.GetBonds()}
+    assert {frozenset((b.GetBeginAtomIdx(), b.GetEndAtomIdx())) for b in joined.GetBonds()} == bonds
 
 
-def test_align_geometry_rejects_other_molecule():
+def test_source_geometry_sets_stereo_from_3d():
+    """The SMILES states no stereo; the geometry of one enantiomer gives it."""
+    chiral = Chem.AddHs(Chem.MolFromSmiles("C[C@H](N)O"))
+    xyz = generate_conformers(chiral, 1, seed=0)[0]
+    elements = [a.GetSymbol() for a in chiral.GetAtoms()]
+    joined = with_source_geometry(Chem.MolFromSmiles("CC(N)O"), mol_from_xyz(elements, xyz))
+    assert Chem.MolToSmiles(Chem.RemoveHs(joined)) == Chem.MolToSmiles(Chem.MolFromSmiles("C[C@H](N)O"))
+    mirrored = with_source_geometry(Chem.MolFromSmiles("CC(N)O"), mol_from_xyz(elements, xyz * [1, 1, -1]))
+    assert Chem.MolToSmiles(Chem.RemoveHs(mirrored)) == Chem.MolToSmiles(Chem.MolFromSmiles("C[C@@H](N)O"))
+
+
+def test_source_geometry_rejects_other_molecule():
     mol = Chem.MolFromSmiles("OCC(=O)N")
-    xyz = generate_conformers(Chem.MolFromSmiles("NCC(=O)O"), 1, seed=0, with_hydrogens=True)[0]
+    xyz = generate_conformers(Chem.AddHs(Chem.MolFromSmiles("NCC(=O)O")), 1, seed=0)[0]
     elements = [a.GetSymbol() for a in Chem.AddHs(Chem.MolFromSmiles("NCC(=O)O")).GetAtoms()]
     with pytest.raises(GeometryMismatch):
-        align_geometry(mol, mol_from_xyz(elements, xyz))  # same atoms, other bonds
+        with_source_geometry(mol, mol_from_xyz(elements, xyz))  # same atoms, other bonds
     with pytest.raises(GeometryMismatch):
-        align_geometry(Chem.MolFromSmiles("CCO"), mol_from_xyz(elements, xyz))
+        with_source_geometry(Chem.MolFromSmiles("CCO"), mol_from_xyz(elements, xyz))
+
+
+def test_single_atoms_are_kept():
+    for smiles, atoms in (("C", 1), ("[Na+]", 1), ("O", 1)):
+        record = make_record(smiles, FeaturizeOptions(num_conformers=1))
+        assert record.num_atoms == atoms and record.coordinates.shape == (1, atoms, 3)
+        with_h = make_record(smiles, FeaturizeOptions(num_conformers=1, with_hydrogens=True))
+        assert with_h.num_atoms == Chem.AddHs(Chem.MolFromSmiles(smiles)).GetNumAtoms()
+
+
+def test_smiles_with_whitespace_is_rejected():
+    """RDKit reads what follows a space as a name: "CC O" would be featurized as ethane."""
+    for text in ("CC O", "CC\nO", "CC\tO"):
+        with pytest.raises(RejectedMolecule) as error:
+            make_record(text, FeaturizeOptions(num_conformers=0))
+        assert error.value.reason == "invalid_smiles"
+    assert make_record("  CCO  ", FeaturizeOptions(num_conformers=0)).num_atoms == 3
 
 
 def test_reject_reasons():
     options = FeaturizeOptions(num_conformers=0, max_atoms=10)
     cases = {"C1CC": "invalid_smiles", "c1cccc1": "invalid_smiles", "": "invalid_smiles",
-             "*CC": "wildcard_atom", "[Na+]": "single_atom", ASPIRIN: "too_many_atoms"}
+             "*CC": "wildcard_atom", ASPIRIN: "too_many_atoms"}
     for smiles, reason in cases.items():
         with pytest.raises(RejectedMolecule) as error:
             make_record(smiles, options)

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from rdkit import Chem
 
 from data_prep.__main__ import main, make_parser
 from data_prep.build import BuildOptions, build
@@ -38,14 +39,14 @@ def test_moleculenet_rejects_and_label_alignment(tmp_path):
         "--output", str(out), "--conformers", "0")
     rows = list(csv.DictReader(open(f"{FIXTURES}/bbbp_bad.csv", newline="")))
     rejects = {r["row"]: r["reason"] for r in read_rejects(str(out))}
-    assert rejects == {2: "invalid_smiles", 5: "wildcard_atom", 11: "single_atom",
+    assert rejects == {2: "invalid_smiles", 5: "wildcard_atom",
                        15: "invalid_label", 18: "invalid_smiles", 20: "invalid_smiles"}
     dataset = MoleculeShards(str(out))
     manifest = dataset.manifest
-    assert manifest["num_molecules"] == len(rows) - 6 == len(dataset)
-    assert manifest["num_rejected"] == 6
+    assert manifest["num_molecules"] == len(rows) - 5 == len(dataset)
+    assert manifest["num_rejected"] == 5
     assert manifest["rejected_by_reason"] == {"invalid_label": 1, "invalid_smiles": 3,
-                                              "single_atom": 1, "wildcard_atom": 1}
+                                              "wildcard_atom": 1}
     assert sum(manifest["splits"].values()) == manifest["num_molecules"]
     seen = set()
     for record in records(out):
@@ -117,16 +118,17 @@ def test_random_split_counts_and_seed():
         random_split(10, seed=0, valid_size=6, test_size=6)
 
 
-def heavy_xyz(row):
+def source_atoms(row):
     elements = parse_elements(row["Elements"])
     xyz = np.asarray(parse_coordinates(row["XYZ_Ang"])).reshape(-1, 3)
-    return [(ELEMENT[e], p) for e, p in zip(elements, xyz) if e != "H"]
+    return [(ELEMENT[e], p) for e, p in zip(elements, xyz)]
 
 
 def assert_geometry_matches(record, row):
-    """Every atom sits where the source geometry has an atom of its element."""
-    atoms = heavy_xyz(row)
-    assert len(atoms) == record.num_atoms
+    """Every heavy atom of the source is a node, and every node sits where the source
+    geometry has an atom of its element (hydrogens that define stereo are nodes too)."""
+    atoms = source_atoms(row)
+    assert sum(z > 1 for z, _ in atoms) == (record.atomic_numbers > 1).sum()
     for z, position in zip(record.atomic_numbers, record.coordinates[0]):
         distances = [np.linalg.norm(position - p) for e, p in atoms if e == z]
         assert min(distances) < 1e-4
@@ -138,15 +140,18 @@ def test_qm9_tabular_units_and_geometry(tmp_path):
         "--valid-size", "5", "--test-size", "5", "--shard-size", "7")
     frame = pd.read_csv(f"{FIXTURES}/qm9_sample.csv").set_index("Index")
     manifest = MoleculeShards(str(out)).manifest
-    assert manifest["rejected_by_reason"] == {"single_atom": 3}  # CH4, NH3, H2O
-    assert manifest["splits"] == {"train": len(frame) - 3 - 10, "valid": 5, "test": 5}
+    assert manifest["rejected_by_reason"] == {}  # CH4, NH3 and H2O are single heavy atoms, kept
+    assert manifest["splits"] == {"train": len(frame) - 10, "valid": 5, "test": 5}
     assert len(manifest["shards"]) == math.ceil(manifest["num_molecules"] / 7)
     names = [t["name"] for t in manifest["targets"]]
     assert names == ["mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "U0", "U", "H", "G", "Cv"]
     assert {t["name"]: t["unit"] for t in manifest["targets"]}["gap"] == "meV"
     for record in records(out):
         row = frame.loc[int(record.id)]
-        assert record.smiles == row["SMILES"] and record.geometry == Geometry.SOURCE
+        # the SMILES of what was featurized: QM9's, with the stereo its geometry defines
+        assert (Chem.MolToSmiles(Chem.RemoveAllHs(Chem.MolFromSmiles(record.smiles)), isomericSmiles=False)
+                == Chem.MolToSmiles(Chem.MolFromSmiles(row["SMILES"]), isomericSmiles=False))
+        assert record.geometry == Geometry.SOURCE
         gap, mu, cv = record.targets[4], record.targets[0], record.targets[11]
         assert gap == np.float32(row["HOMO_LUMO_gap_au"] * HARTREE_TO_MEV)
         assert mu == np.float32(row["Dipole_debye"]) and cv == np.float32(row["Heatcapacity_Cv_cal_mol_K"])
@@ -257,7 +262,7 @@ def test_interrupted_build_resumes_to_the_same_shards(tmp_path, monkeypatch):
     monkeypatch.setattr(build_module.ShardWriter, "close", original)
 
     resumed = build(source(), options(tmp_path / "b", workers=2))
-    assert reference["geometry"] == {"rdkit_etkdg_mmff": 37}
+    assert reference["geometry"] == {"rdkit_etkdg_mmff": 40}
     assert resumed["shards"] == reference["shards"]  # same records (conformers too), byte for byte
     assert resumed == reference
     assert sorted(os.listdir(tmp_path / "b")) == sorted(os.listdir(tmp_path / "ref"))

@@ -39,8 +39,8 @@ def test_equal_to_ogb_smiles2graph():
 
 def test_hydrogens_on_a_flag():
     mol = Chem.MolFromSmiles("CC(=O)Oc1ccccc1C(=O)O")  # aspirin, C9H8O4
-    heavy, _, _ = featurize_mol(mol)
-    with_h, bond_index, _ = featurize_mol(mol, with_hydrogens=True)
+    heavy, _, _ = featurize_mol(graph_mol(mol))
+    with_h, bond_index, _ = featurize_mol(graph_mol(mol, with_hydrogens=True))
     assert heavy.shape[0] == 13 and with_h.shape[0] == 21
     np.testing.assert_array_equal(with_h[:13, 0], heavy[:, 0])  # heavy atoms first, same order
     assert (with_h[13:, 0] == 0).all()  # atomic number 1 -> OGB index 0
@@ -49,7 +49,7 @@ def test_hydrogens_on_a_flag():
 
 def test_explicit_hydrogens_removed_by_default():
     mol_h = Chem.AddHs(Chem.MolFromSmiles("c1ccccc1O"))
-    atoms, _, _ = featurize_mol(mol_h)
+    atoms, _, _ = featurize_mol(graph_mol(mol_h))
     np.testing.assert_array_equal(atoms, smiles2graph("c1ccccc1O")["node_feat"])
     assert graph_mol(mol_h).GetNumAtoms() == 7
 

@@ -19,7 +19,7 @@ from moleblend_plugin.inference import MoleBlendPredictor
 
 # Valid molecules with invalid ones between them: (input, reject reason or None).
 MIXED = [(ASPIRIN, None), ("C1CC(", "invalid_smiles"), (CAFFEINE, None), ("*c1ccccc1", "wildcard_atom"),
-         ("[Na+]", "single_atom"), (ETHANOL, None), ("", "invalid_smiles"), (SALT, None), ("C", "single_atom"),
+         ("[Na+]", None), (ETHANOL, None), ("", "invalid_smiles"), (SALT, None), ("C", None),
          (NAPHTHOL, None)]
 
 

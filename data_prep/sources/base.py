@@ -28,7 +28,11 @@ class RawEntry:
     row: 0-based data row (or SDF record) number in the input, header excluded.
     smiles / molblock: the molecule (one of them).
     xyz: (elements, coordinates) of a source geometry, hydrogens included; or
-    geometry_block: a molfile whose conformer is the source geometry.
+    geometry_block: a molfile of the molecule `smiles` names, whose conformer is the
+        source geometry (the molfile is read as the molecule; the SMILES must agree).
+    molblock_is_3d: the source states that its molfiles hold 3D geometries (QM9's DFT
+        ones, some of which lie flat in z); else a molfile's coordinates are a geometry
+        when they are 3D and not flat.
     reject: (reason, detail) when the source itself rejects the row.
     """
 
@@ -39,6 +43,7 @@ class RawEntry:
     targets: list = field(default_factory=list)
     xyz: tuple | None = None
     geometry_block: str | None = None
+    molblock_is_3d: bool = False
     reject: tuple | None = None
 
 

@@ -1,6 +1,8 @@
 """PCQM4Mv2 in OGB's raw layout: `pcqm4m-v2/raw/data.csv.gz` (idx, smiles, homolumogap),
 `pcqm4m-v2-train.sdf` (DFT geometry of the training molecules, record i = idx i) and
-OGB's `pcqm4m-v2/split_dict.pt`."""
+OGB's `pcqm4m-v2/split_dict.pt`. A molecule with an SDF record is that record as RDKit's SDF
+reader reads it (stereo from the DFT geometry), checked to be the molecule of its SMILES;
+the others are their SMILES."""
 from __future__ import annotations
 
 import csv

@@ -107,7 +107,8 @@ class Qm9Source(Source):
                 number = int(mol_id.split("_")[-1]) if mol_id.split("_")[-1].isdigit() else None
                 if number in skip:
                     reject = reject or ("uncharacterized", "listed in uncharacterized.txt")
-                yield RawEntry(row=row, id=mol_id, molblock=block, targets=labels, reject=reject)
+                yield RawEntry(row=row, id=mol_id, molblock=block, molblock_is_3d=True,
+                               targets=labels, reject=reject)
 
     def split(self, rows, ids, scaffolds):
         return random_split(len(rows), self.seed, valid_size=self.valid_size, test_size=self.test_size)

@@ -13,12 +13,15 @@ from .molecule import NUM_ATOM_FEATURES, NUM_BOND_FEATURES
 
 
 def graph_mol(mol: Chem.Mol, with_hydrogens: bool = False) -> Chem.Mol:
-    """The molecule whose atoms become the graph's nodes.
+    """The molecule whose atoms become the graph's nodes, with `mol`'s conformers.
 
-    Heavy atoms only by default: hydrogens that RDKit's default `RemoveHs` would drop
-    are dropped (a molecule parsed by `Chem.MolFromSmiles` is returned unchanged, so the
-    graph equals OGB's `smiles2graph`). With hydrogens, all hydrogens are explicit atoms
-    after the heavy atoms. Conformers follow the atoms, and the heavy atoms keep their order.
+    Heavy atoms only by default: the hydrogens RDKit's default `RemoveHs` removes are
+    removed, as `Chem.MolFromSmiles` and `Chem.SDMolSupplier(removeHs=True)` do; the
+    hydrogens it keeps (those that define a double bond's stereo, isotopes) stay nodes.
+    A molecule parsed by `Chem.MolFromSmiles` is returned unchanged, so the graph equals
+    OGB's `smiles2graph`. With hydrogens, every hydrogen is a node: hydrogens already in
+    `mol` keep their place, missing ones are added after the other atoms (placed from
+    the neighbours' coordinates when `mol` has a conformer).
     """
     if with_hydrogens:
         return Chem.AddHs(mol, addCoords=mol.GetNumConformers() > 0)
@@ -27,12 +30,13 @@ def graph_mol(mol: Chem.Mol, with_hydrogens: bool = False) -> Chem.Mol:
     return mol
 
 
-def featurize_mol(mol: Chem.Mol, with_hydrogens: bool = False):
-    """Return (atom_features int16 [N, 9], bond_index int32 [E, 2], bond_features int16 [E, 3]).
+def featurize_mol(mol: Chem.Mol):
+    """Return (atom_features int16 [N, 9], bond_index int32 [E, 2], bond_features int16 [E, 3])
+    of the atoms and bonds of `mol` (a graph molecule, see `graph_mol`).
 
-    Each chemical bond appears once in `bond_index`, as (begin atom, end atom).
+    Each chemical bond appears once in `bond_index`, as (begin atom, end atom), in RDKit's
+    bond order (the order OGB's chirality tags refer to).
     """
-    mol = graph_mol(mol, with_hydrogens)
     atom_features = np.array([atom_to_feature_vector(atom) for atom in mol.GetAtoms()],
                              dtype=np.int16).reshape(-1, NUM_ATOM_FEATURES)
     bonds = list(mol.GetBonds())

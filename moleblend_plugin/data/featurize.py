@@ -1,6 +1,18 @@
-"""From a SMILES string or an RDKit molecule to a `MoleculeRecord`, with the rules that
-decide which molecules are rejected. data_prep and prediction both go through
+"""From a SMILES string, a molfile or an RDKit molecule to a `MoleculeRecord`, with the
+rules that decide which molecules are rejected. data_prep and prediction both go through
 `make_record`, so that a molecule is accepted or rejected the same way everywhere.
+
+One path for every source:
+- SMILES: RDKit's standard parse (`Chem.MolFromSmiles`); the SMILES' own stereo stands and
+  generated conformers follow it.
+- Molfile (SDF records, QM9's gdb9.sdf): RDKit's standard parse (`mol_from_molblock`, as
+  `Chem.SDMolSupplier`); with 3D coordinates, stereo is perceived from them and they are
+  the source geometry.
+- SMILES plus a separate geometry (QM9's XYZ, PCQM4Mv2's SDF): `geometry.with_source_geometry`;
+  the geometry gives atom order, coordinates and stereo.
+The graph is `features.graph_mol` of that molecule (heavy atoms, or every atom with
+`with_hydrogens`), and coordinates are taken from the same molecule, so the graph and the
+geometry always hold the same atoms in the same order.
 
 Policy for inputs that need one:
 - Salts and mixtures (several fragments) are kept whole: pairs of atoms in different
@@ -8,7 +20,8 @@ Policy for inputs that need one:
   fragment with the most atoms instead.
 - Metal complexes are kept when RDKit parses them (OGB maps rare values to its "misc"
   entries). Their conformers often fail; that follows `on_conformer_failure`.
-- Hydrogen atoms are graph nodes only with `with_hydrogens=True`.
+- Single atoms (methane's carbon, a lone ion) are kept: a property of methane is a fair
+  request. Pretraining, which learns from atom pairs, leaves them out (and counts them).
 """
 from __future__ import annotations
 
@@ -17,19 +30,20 @@ from dataclasses import dataclass
 import numpy as np
 from rdkit import Chem
 
-from .conformers import (ConformerError, GeometryMismatch, align_geometry, coordinates_2d,
-                         generate_conformers)
+from .conformers import ConformerError, coordinates_2d, generate_conformers
 from .features import featurize_mol, graph_mol
+from .geometry import GeometryMismatch, has_3d_geometry, with_source_geometry
 from .molecule import Geometry, MoleculeRecord
 
 # Changes whenever the same input would give other features (recorded in manifests).
-FEATURIZATION_VERSION = 1
+# 2: stereo from source geometries as RDKit's SDF reader perceives it, hydrogens that
+#    define double-bond stereo kept with their coordinates, single atoms kept.
+FEATURIZATION_VERSION = 2
 
 # Machine-readable reasons for rejecting a molecule, with what they mean.
 REJECT_REASONS = {
     "invalid_smiles": "RDKit cannot parse or sanitize the molecule",
     "wildcard_atom": "the molecule has a '*' (dummy, atomic number 0) atom",
-    "single_atom": "fewer than two atoms in the graph (no atom pairs)",
     "too_many_atoms": "more atoms than the maximum",
     "conformer_failed": "no 3D conformer could be embedded in the time limit",
     "geometry_mismatch": "the source geometry does not match the molecule's atoms and bonds",
@@ -77,13 +91,30 @@ def sanitized(mol: Chem.Mol | None, unreadable: str) -> Chem.Mol:
 
 
 def mol_from_smiles(smiles: str) -> Chem.Mol:
-    """Parse and sanitize; RejectedMolecule("invalid_smiles") with RDKit's message."""
+    """Parse and sanitize as `Chem.MolFromSmiles` does; RejectedMolecule("invalid_smiles")
+    with RDKit's message. The text must be one SMILES: RDKit reads what follows a space
+    as a name, so a cell like "CC O" would otherwise be featurized as ethane."""
     smiles = (smiles or "").strip()
     if not smiles:
         raise RejectedMolecule("invalid_smiles", "empty SMILES")
-    mol = sanitized(Chem.MolFromSmiles(smiles, sanitize=False), "unparsable SMILES")
-    # The same hydrogen handling as Chem.MolFromSmiles (and so OGB's smiles2graph).
-    return Chem.RemoveHs(mol)
+    if any(c.isspace() for c in smiles):
+        raise RejectedMolecule("invalid_smiles", f"whitespace inside the SMILES {smiles!r}")
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:  # parse again, unsanitized, for RDKit's reason
+        sanitized(Chem.MolFromSmiles(smiles, sanitize=False), "unparsable SMILES")
+        raise RejectedMolecule("invalid_smiles", "unparsable SMILES")
+    return mol
+
+
+def mol_from_molblock(block: str) -> Chem.Mol:
+    """A molfile record read as `Chem.SDMolSupplier(path, removeHs=False)` reads it
+    (sanitized; stereo from 3D coordinates when there are some, else from wedges);
+    RejectedMolecule("invalid_smiles") with RDKit's message."""
+    mol = Chem.MolFromMolBlock(block, sanitize=True, removeHs=False)
+    if mol is None:
+        sanitized(Chem.MolFromMolBlock(block, sanitize=False, removeHs=False), "unreadable molfile record")
+        raise RejectedMolecule("invalid_smiles", "unreadable molfile record")
+    return mol
 
 
 def largest_fragment(mol: Chem.Mol) -> Chem.Mol:
@@ -96,50 +127,53 @@ def make_record(molecule: str | Chem.Mol, options: FeaturizeOptions, id: str = "
                 targets=(), geometry: Chem.Mol | None = None, seed: int = 0) -> MoleculeRecord:
     """Featurize one molecule.
 
-    molecule: a SMILES string or a sanitized RDKit molecule (e.g. from an SDF).
-    geometry: a molecule with one 3D conformer giving the source geometry (its atom order
-        may differ); when None, `options.num_conformers` RDKit conformers are generated.
+    molecule: a SMILES string or a sanitized RDKit molecule (e.g. from `mol_from_molblock`).
+    geometry: the source geometry, or None. Either `molecule` itself (a molfile with 3D
+        coordinates: its conformer, atom order and stereo are used as read) or a separate
+        molecule with one 3D conformer, in any atom order, with or without hydrogens (see
+        `with_source_geometry`). When None, `options.num_conformers` RDKit conformers
+        are generated (none for a 2D-only record).
     seed: added to `options.seed` for this molecule's conformers (data_prep passes the
         row number, so results do not depend on the order molecules are processed in).
     Raises RejectedMolecule.
     """
-    if isinstance(molecule, str):
-        smiles = molecule.strip()
-        mol = mol_from_smiles(smiles)
-    else:
-        mol = molecule
-        smiles = Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False))
+    mol = mol_from_smiles(molecule) if isinstance(molecule, str) else molecule
     if mol.GetNumAtoms() == 0:
         raise RejectedMolecule("invalid_smiles", "no atoms")
     if any(atom.GetAtomicNum() == 0 for atom in mol.GetAtoms()):
         raise RejectedMolecule("wildcard_atom")
-    if options.largest_fragment and len(Chem.GetMolFrags(mol)) > 1:
+    if geometry is not None and geometry is not mol:
+        try:
+            mol = with_source_geometry(mol, geometry)
+        except GeometryMismatch as error:
+            raise RejectedMolecule("geometry_mismatch", str(error)) from None
+    fragment = options.largest_fragment and len(Chem.GetMolFrags(mol)) > 1
+    if fragment:
         mol = largest_fragment(mol)
-        smiles = Chem.MolToSmiles(mol)
+    # The SMILES as given when it is what was featurized; else the molecule's own (with
+    # the stereo a geometry gave it).
+    if isinstance(molecule, str) and geometry is None and not fragment:
+        smiles = molecule.strip()
+    else:
+        smiles = Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False))
 
     graph = graph_mol(mol, options.with_hydrogens)
     num_atoms = graph.GetNumAtoms()
-    if num_atoms < 2:
-        raise RejectedMolecule("single_atom", f"{num_atoms} atom")
     if options.max_atoms and num_atoms > options.max_atoms:
         raise RejectedMolecule("too_many_atoms", f"{num_atoms} > {options.max_atoms}")
     atom_features, bond_index, bond_features = featurize_mol(graph)
 
     if geometry is not None:
-        try:
-            xyz = align_geometry(mol, geometry, options.with_hydrogens)
-        except GeometryMismatch as error:
-            raise RejectedMolecule("geometry_mismatch", str(error)) from None
-        coordinates, code = xyz[None], Geometry.SOURCE
+        coordinates, code = graph.GetConformer().GetPositions()[None], Geometry.SOURCE
     elif options.num_conformers > 0:
         try:
-            coordinates = generate_conformers(mol, options.num_conformers, options.seed + seed,
-                                              options.conformer_timeout_s, options.with_hydrogens)
+            coordinates = generate_conformers(graph, options.num_conformers, options.seed + seed,
+                                              options.conformer_timeout_s)
             code = Geometry.RDKIT_3D
         except ConformerError as error:
             if options.on_conformer_failure != "2d":
                 raise RejectedMolecule("conformer_failed", str(error)) from None
-            coordinates = coordinates_2d(mol, options.num_conformers, options.with_hydrogens)
+            coordinates = coordinates_2d(graph, options.num_conformers)
             code = Geometry.FALLBACK_2D
     else:
         coordinates, code = np.zeros((0, num_atoms, 3), np.float32), Geometry.NONE
@@ -150,3 +184,8 @@ def make_record(molecule: str | Chem.Mol, options: FeaturizeOptions, id: str = "
         targets=np.asarray(targets, dtype=np.float32).reshape(-1), geometry=code)
     record.validate()
     return record
+
+
+def source_geometry_of(mol: Chem.Mol) -> Chem.Mol | None:
+    """`mol` itself when it holds a 3D conformer to use as the source geometry, else None."""
+    return mol if has_3d_geometry(mol) else None
