@@ -15,6 +15,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 from fairseq.utils import safe_getattr
 
+from ..checkpoints.encoder_shape import SHAPE_FIELDS, apply_checkpoint_shape, checkpoint_encoder_shape
 from ..checkpoints.key_maps import LAYOUTS, OUTPUT_LAYER_POLICIES, map_state_dict, model_state
 from ..checkpoints.safe_loading import load_checkpoint_file
 from ..data.relations import MULTI_HOP_MAX_DIST
@@ -59,7 +60,9 @@ class MoleBlendConfig(FairseqDataclass):
     readout: ChoiceEnum(["graph_token", "mean"]) = field(default="graph_token", metadata={"help": "molecule representation for prediction"})
     init_from_checkpoint: str = field(
         default="", metadata={"help": "start from the weights of this Graphormer, Transformer-M or MoleBlend checkpoint "
-                                      "(mapped by key; see docs/checkpoints.md); new modules are initialised fresh"})
+                                      "(mapped by key; see docs/checkpoints.md); new modules are initialised fresh. The "
+                                      "encoder's shape (layers, widths, heads, kernels, LayerNorm placement) is taken "
+                                      "from the checkpoint"})
     init_checkpoint_layout: ChoiceEnum(["auto"] + list(LAYOUTS)) = field(
         default="auto", metadata={"help": "layout of --init-from-checkpoint; auto tells it from the key names"})
     init_checkpoint_output_layer: ChoiceEnum(list(OUTPUT_LAYER_POLICIES)) = field(
@@ -206,9 +209,25 @@ class MoleBlendModel(BaseFairseqModel):
         return self.cfg.max_positions + 1
 
 
+def _take_shape_from_checkpoint(args) -> None:
+    """With --init-from-checkpoint, the encoder's shape is the checkpoint's: flags the user
+    did not give are set from it (before the architecture's defaults), and a given flag
+    that contradicts it is an error naming both values."""
+    path = safe_getattr(args, "init_from_checkpoint", "")
+    if not path:
+        return
+    # Model flags the user did not give are None here (fairseq parses model flags without
+    # defaults so that architectures can set them); a store-true flag reads False.
+    explicit = {k: getattr(args, k) for k in SHAPE_FIELDS if getattr(args, k, None) not in (None, False)}
+    shape = checkpoint_encoder_shape(load_checkpoint_file(path), str(safe_getattr(args, "init_checkpoint_layout", "auto")),
+                                     origin=path)
+    logger.info(apply_checkpoint_shape(args, explicit, shape, path))
+
+
 def _architecture(name, **defaults):
     @register_model_architecture("moleblend", name)
     def arch(args):
+        _take_shape_from_checkpoint(args)
         for key, value in defaults.items():
             setattr(args, key, safe_getattr(args, key, value))
 
