@@ -25,6 +25,7 @@ import torch
 
 from .criterions.property_metrics import mean_roc_auc
 from .data.molecule_dataset import MoleculeDataset
+from .data.featurize import check_featurization_version
 from .data.shards import MoleculeShards
 from .inference import FinetunedCheckpoint, load_finetuned, prediction_values
 
@@ -82,6 +83,7 @@ def pcqm4mv2_mae(labels: np.ndarray, predictions: np.ndarray) -> Optional[float]
 def split_dataset(checkpoint: FinetunedCheckpoint, data: str, split: str) -> MoleculeDataset:
     """The split as validation reads it, with the checkpoint's targets picked by name."""
     shards = MoleculeShards(data, split)
+    check_featurization_version(shards.manifest, data)
     available = [t["name"] for t in shards.manifest["targets"]]
     missing = [t.name for t in checkpoint.targets if t.name not in available]
     if missing:

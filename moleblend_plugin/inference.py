@@ -12,8 +12,10 @@ Rows come back in input order, one per input, whether or not the molecule could 
 A molecule is featurized with the rules and options of the dataset the model was trained
 on (`make_record`, the same as data_prep), so it is rejected for the same reasons
 (`featurize.REJECT_REASONS`). Models with 3D input (`3d`, `2d+3d`) get one RDKit conformer
-per molecule (ETKDG + MMFF); a model trained on source geometries (QM9's DFT, PCQM4Mv2's
-SDF) then sees RDKit geometries, which is a shift from its training data.
+per molecule (ETKDG + MMFF), unless the input is an RDKit molecule holding a 3D conformer
+(read from an SDF, say), whose geometry is used as data_prep uses an SDF's; a model trained
+on source geometries (QM9's DFT, PCQM4Mv2's SDF) sees RDKit geometries otherwise, which is
+a shift from its training data.
 
 The target names, units, train-split mean/std and the featurization options are read from
 the checkpoint (stored by the `moleblend_finetune` task), so the prepared dataset is not
@@ -31,7 +33,7 @@ from rdkit import Chem
 
 from .checkpoints.safe_loading import load_checkpoint_file
 from .data.collate import collate_molecules, molecule_inputs
-from .data.featurize import FeaturizeOptions, RejectedMolecule, make_record
+from .data.featurize import FeaturizeOptions, RejectedMolecule, make_record, source_geometry_of
 from .data.molecule import MoleculeRecord
 from .data.shards import read_manifest
 from .models.moleblend import MoleBlendConfig, MoleBlendEncoder, MoleBlendModel
@@ -195,8 +197,11 @@ class MoleBlendPredictor:
         """One molecule's record, as in training; raises RejectedMolecule."""
         if not isinstance(molecule, (str, Chem.Mol)):
             raise TypeError(f"input {index}: expected a SMILES string or an RDKit Mol, got {type(molecule).__name__}")
-        # The conformer seed depends on the molecule only, not on its place in the input.
-        return make_record(molecule, self.options, id=str(index))
+        # A molecule that holds a 3D conformer (e.g. from an SDF) brings its own geometry,
+        # as in data_prep; others get RDKit conformers (3D models). The conformer seed
+        # depends on the molecule only, not on its place in the input.
+        geometry = source_geometry_of(molecule) if isinstance(molecule, Chem.Mol) else None
+        return make_record(molecule, self.options, id=str(index), geometry=geometry)
 
     def predict(self, molecules: Sequence[Molecule], progress: bool = False) -> Output:
         """[n, num_targets] predictions in original units (probabilities for classification)."""

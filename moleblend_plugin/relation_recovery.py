@@ -20,9 +20,11 @@ from tqdm import tqdm
 from .checkpoints.safe_loading import load_checkpoint_file
 from .criterions.relation_targets import off_diagonal_pairs, relative_positions, spd_classes, split_bond_logits
 from .data.molecule_dataset import MoleculeDataset
+from .data.featurize import check_featurization_version
 from .data.shards import MoleculeShards
 from .inference import model_config
 from .models.moleblend import MoleBlendEncoder, MoleBlendModel
+from .seeding import seeded_for_batch
 
 MODALITIES = ("spd", "edge", "distance")
 
@@ -85,14 +87,15 @@ class _Tally:
 
 
 @torch.no_grad()
-def score(model, dataset, baselines, batch_size=256, limit=0):
+def score(model, dataset, baselines, batch_size=256, limit=0, seed=0):
     encoder, cfg = model.encoder, model.cfg
     tally = _Tally()
     bond_majority = torch.tensor(baselines["bond_majority"])
     by_spd = baselines["mean_distance_by_spd"]
     for sample in tqdm(list(_batches(dataset, batch_size, limit)), desc="scoring", leave=False):
         batch = sample["net_input"]["batch"]
-        out = encoder.pretrain(batch)
+        with seeded_for_batch(seed, sample["id"]):  # the blend and the noise, as in validation
+            out = encoder.pretrain(batch)
         pairs = off_diagonal_pairs(batch["atom_mask"])
         relations = out["relations"]
         input_of = {m: getattr(relations, m) for m in MODALITIES if getattr(relations, m) is not None}
@@ -148,14 +151,14 @@ def main(argv=None):
     parser.add_argument("--output", help="also write the figures as JSON here")
     args = parser.parse_args(argv)
 
-    torch.manual_seed(args.seed)
     model = load_pretrained(args.checkpoint)
     train = MoleculeShards(args.data, "train")
+    check_featurization_version(train.manifest, args.data)
     baselines = fit_baselines(MoleculeDataset(train, train.num_atoms, conformers="first", shuffle=False),
                               model.cfg.max_spd_class, model.cfg.multi_hop_max_dist)
     shards = MoleculeShards(args.data, args.split)
     dataset = MoleculeDataset(shards, shards.num_atoms, conformers="first", shuffle=False)
-    metrics, counts = score(model, dataset, baselines, args.batch_size, args.max_molecules)
+    metrics, counts = score(model, dataset, baselines, args.batch_size, args.max_molecules, args.seed)
     report = {"checkpoint": args.checkpoint, "split": args.split, "pretrain_mode": str(model.cfg.pretrain_mode),
               "blend_ratio": model.cfg.blend_ratio, "metrics": metrics, "counts": counts}
     print(f"{'metric':45s} {'value':>8s} {'pairs/atoms':>12s}")

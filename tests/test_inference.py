@@ -148,3 +148,18 @@ def test_every_flag_documented(module):
     module = seed_runner() if module == "run_seeds" else module
     for action in module.make_parser()._actions:
         assert action.help, f"{module.__name__} {action.option_strings} has no help"
+
+
+def test_a_molecule_with_3d_coordinates_brings_its_geometry(predictor):
+    """An RDKit molecule read from an SDF keeps its coordinates and the stereo they define,
+    as data_prep reads the same file; a SMILES gets an RDKit conformer."""
+    from rdkit import Chem
+
+    from moleblend_plugin.data.molecule import Geometry
+
+    mol = next(Chem.SDMolSupplier("tests/fixtures/small.sdf"))
+    record = predictor.featurize(mol)
+    assert record.geometry == Geometry.SOURCE
+    np.testing.assert_allclose(record.coordinates[0], mol.GetConformer().GetPositions(), atol=1e-6)
+    from_smiles = predictor.featurize(Chem.MolToSmiles(mol))
+    assert from_smiles.geometry == Geometry.RDKIT_3D

@@ -40,6 +40,15 @@ from .molecule import Geometry, MoleculeRecord
 #    define double-bond stereo kept with their coordinates, single atoms kept.
 FEATURIZATION_VERSION = 2
 
+def check_featurization_version(manifest: dict, where: str) -> None:
+    """ValueError unless a prepared dataset's records are of this featurization version."""
+    version = manifest.get("featurization_version")
+    if version != FEATURIZATION_VERSION:
+        raise ValueError(f"{where} holds records of featurization version {version}, this plugin reads version "
+                         f"{FEATURIZATION_VERSION}: rebuild it with the same `python -m data_prep` command "
+                         "(see docs/data.md)")
+
+
 # Machine-readable reasons for rejecting a molecule, with what they mean.
 REJECT_REASONS = {
     "invalid_smiles": "RDKit cannot parse or sanitize the molecule",

@@ -47,7 +47,8 @@ class FinetuneTask(MoleculeTask):
             "targets": [{"name": t["name"], "unit": t.get("unit", ""), "task_type": t["task_type"],
                          "mean": float(m), "std": float(s)}
                         for t, m, s in zip(self.targets, self.target_mean, self.target_std)],
-            "featurization": dict(self.manifest.get("featurization", {})),
+            "featurization": {**self.manifest.get("featurization", {}),
+                              "featurization_version": self.manifest.get("featurization_version")},
             "source_type": self.manifest.get("source", {}).get("type", ""),
         })
 

@@ -6,6 +6,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask
 from omegaconf import II
 
+from ..data.featurize import check_featurization_version
 from ..data.molecule_dataset import MoleculeDataset
 from ..data.shards import MoleculeShards, read_manifest
 
@@ -29,6 +30,7 @@ class MoleculeTask(FairseqTask):
         if not cfg.data:
             raise ValueError("give the prepared dataset folder as the first argument of fairseq-train")
         self.manifest = read_manifest(cfg.data)
+        check_featurization_version(self.manifest, cfg.data)
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
