@@ -3,7 +3,9 @@
 # QM9 pretraining run of docs/pretraining.md, 3 seeds, short fixed budgets (no sweep: one
 # learning rate for all, chosen before any run; the best epoch is picked on valid).
 #
-#   usage: bash examples/finetune/cpu_results.sh QUEUE      QUEUE: moleculenet | lipophilicity | hiv | qm9
+#   usage: bash examples/finetune/cpu_results.sh QUEUE
+#   QUEUE: moleculenet | lipophilicity | hiv | qm9 | qm9-hydrogens (from scratch only: heavy atoms
+#          vs all atoms, built/qm9 and built/qm9-hydrogens)
 #
 #   BUILT       prepared datasets (default /work/built: built as in docs/data.md)
 #   PRETRAINED  pretraining checkpoint (default runs/pretrain_small/checkpoints/checkpoint_best.pt)
@@ -24,7 +26,7 @@ seeds() {  # dataset, target, epochs, batch, [more run_seeds.py flags]
       --extra-args="--lr-scheduler fixed --warmup-updates 20 --clip-norm 5 --dropout 0.1" "$@"
 }
 
-case ${1:?QUEUE: moleculenet, lipophilicity, hiv or qm9} in
+case ${1:?QUEUE: moleculenet, lipophilicity, hiv, qm9 or qm9-hydrogens} in
   moleculenet)
     seeds bbbp p_np 6 32 --input-modality 2d
     seeds bace Class 5 32 --input-modality 2d
@@ -43,6 +45,14 @@ case ${1:?QUEUE: moleculenet, lipophilicity, hiv or qm9} in
     for modality in 3d 2d+3d; do
       python examples/finetune/run_seeds.py "$BUILT/qm9" --run-dir "$RUNS/qm9_${modality/+/_}" --pretrained "$PRETRAINED" \
           --targets gap,homo,lumo --arch moleblend_small --cpu --input-modality "$modality" --seeds 1 \
+          --lr 2e-4 --batch-size 64 --max-epoch 1 --metric mae \
+          --extra-args="--lr-scheduler fixed --warmup-updates 20 --clip-norm 5 --regression-loss l1 --max-update 400 --validate-interval-updates 200 --max-valid-steps 40"
+    done
+    ;;
+  qm9-hydrogens)  # the qm9 queue's 2d+3d budget from scratch, on heavy-atom and all-atom graphs
+    for name in qm9 qm9-hydrogens; do
+      python examples/finetune/run_seeds.py "$BUILT/$name" --run-dir "$RUNS/${name}_2d_3d" \
+          --targets gap,homo,lumo --arch moleblend_small --cpu --input-modality 2d+3d --seeds 1 \
           --lr 2e-4 --batch-size 64 --max-epoch 1 --metric mae \
           --extra-args="--lr-scheduler fixed --warmup-updates 20 --clip-norm 5 --regression-loss l1 --max-update 400 --validate-interval-updates 200 --max-valid-steps 40"
     done
