@@ -230,3 +230,22 @@ def test_imine_hydrogen_that_defines_stereo_is_in_graph_and_geometry(tmp_path):
     for position in record.coordinates[0]:
         assert np.min(np.linalg.norm(xyz - position, axis=1)) < 1e-5
     assert sum(f[1] in (1, 2) for f in record.bond_features) == 2  # STEREOZ or STEREOE
+
+
+def test_a_molfile_declaring_3d_with_flat_coordinates_is_2d(tmp_path):
+    """A depiction saved with a 3D header (every z = 0) is not a geometry: the record gets
+    RDKit conformers like a SMILES, and its stereo comes from the wedges."""
+    mol = Chem.MolFromSmiles("C[C@H](N)C(=O)O")  # L-alanine
+    Chem.rdDepictor.Compute2DCoords(mol)
+    Chem.WedgeMolBonds(mol, mol.GetConformer())
+    mol.GetConformer().Set3D(True)
+    block = Chem.MolToMolBlock(mol)
+    assert " 3D" in block.split("\n")[1] or "3D" in block.split("\n")[1]
+    (tmp_path / "flat.sdf").write_text(block + "$$$$\n")
+    build("sdf", "--input", str(tmp_path / "flat.sdf"), "--output", str(tmp_path / "out"), "--conformers", "1")
+    record = next(iter(records_by_id(tmp_path / "out").values()))
+    assert record.geometry == Geometry.RDKIT_3D
+    assert np.ptp(record.coordinates[0][:, 2]) > 0.1
+    reference = Chem.MolFromSmiles("C[C@H](N)C(=O)O")
+    expected = reference.GetAtomWithIdx(1).GetChiralTag() != Chem.ChiralType.CHI_UNSPECIFIED
+    assert expected and record.atom_features[1, 1] in CHIRAL_TAGS
