@@ -18,7 +18,9 @@ class MoleculeSubset(BaseWrapperDataset):
         self.position_of[self.positions] = np.arange(len(self.positions))
 
     def __getitem__(self, index):
-        return self.dataset[int(self.positions[index])]
+        item = self.dataset[int(self.positions[index])]
+        item["index"] = index  # a batch's "id" counts molecules of this subset, as fairseq expects
+        return item
 
     def __len__(self):
         return len(self.positions)
