@@ -4,10 +4,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 
 from moleblend_plugin.data.featurize import REJECT_REASONS, FeaturizeOptions
 
-from .build import BuildOptions, build
+from moleblend_plugin.data.safe_files import UnsafePath
+from moleblend_plugin.data.shards import verify_dataset
+
+from .build import BuildLocked, BuildOptions, build
+from .sources.base import InputError
 from .sources import PRESETS, CsvSource, Pcqm4mv2Source, Qm9Source, SdfSource, TargetSpec, moleculenet_source
 from .sources.qm9 import TEST_SIZE, VALID_SIZE
 
@@ -17,37 +22,64 @@ def _names(text: str) -> list[str]:
 
 
 def _fractions(text: str) -> tuple:
-    values = tuple(float(v) for v in text.split(","))
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError("give three fractions: train,valid,test")
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give three numbers: train,valid,test") from None
+    if len(values) != 3 or any(not 0 <= v <= 1 for v in values) or abs(sum(values) - 1) > 1e-6:
+        raise argparse.ArgumentTypeError(f"{text!r}: give three fractions between 0 and 1 that sum to 1")
     return values
+
+
+def _at_least(minimum: int):
+    """An argparse type: an integer >= minimum, refused at parse time otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} is not above 0")
+    return value
 
 
 def common_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("output and build")
     group.add_argument("--output", required=True, help="folder of the prepared dataset")
-    group.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    group.add_argument("--shard-size", type=int, default=50_000, help="molecules per LMDB shard (default 50000)")
+    group.add_argument("--workers", type=_at_least(1), default=1, help="worker processes (default 1)")
+    group.add_argument("--shard-size", type=_at_least(1), default=50_000, help="molecules per LMDB shard (default 50000)")
     group.add_argument("--overwrite", action="store_true", help="replace a finished dataset in --output")
-    group.add_argument("--limit", type=int, default=0, help="only the first N input rows (default: all)")
+    group.add_argument("--limit", type=_at_least(0), default=0, help="only the first N input rows (default 0: all)")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
     group = common.add_argument_group("featurization")
     group.add_argument("--with-hydrogens", action="store_true",
                        help="hydrogens are graph nodes (default: heavy atoms only)")
-    group.add_argument("--conformers", type=int, default=1,
+    group.add_argument("--conformers", type=_at_least(0), default=1,
                        help="RDKit conformers per molecule without a source geometry; 0 = 2D-only "
                             "dataset (default 1)")
-    group.add_argument("--conformer-timeout", type=float, default=10.0,
+    group.add_argument("--conformer-timeout", type=_positive_float, default=10.0,
                        help="seconds of conformer generation per molecule (default 10)")
     group.add_argument("--on-conformer-failure", choices=["reject", "2d"], default="reject",
                        help="when no conformer is found: reject the molecule, or keep it with 2D "
                             "depiction coordinates (z = 0, geometry 'fallback_2d') (default reject)")
-    group.add_argument("--max-atoms", type=int, default=0,
+    group.add_argument("--max-atoms", type=_at_least(0), default=0,
                        help="reject molecules with more graph atoms (default 0 = no limit)")
     group.add_argument("--largest-fragment", action="store_true",
                        help="keep only the largest fragment of salts and mixtures (default: whole molecule)")
-    group.add_argument("--seed", type=int, default=0,
+    group.add_argument("--seed", type=_at_least(0), default=0,
                        help="seed of conformers (plus the row number) and of random splits (default 0)")
     return common
 
@@ -77,6 +109,10 @@ def make_parser() -> argparse.ArgumentParser:
     sources = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
     common = common_parser()
 
+    p = sources.add_parser("verify", help="check a prepared dataset against its manifest: every shard's size "
+                                          "and sha256, every record's checksum, the per-record atom counts")
+    p.add_argument("dataset", help="prepared dataset folder")
+
     p = sources.add_parser("moleculenet", parents=[common], help="a MoleculeNet CSV (scaffold split 80/10/10)")
     p.add_argument("--dataset", required=True, choices=sorted(PRESETS), type=str.lower, help="which data set")
     p.add_argument("--input", required=True, help="the CSV file, with the original column names")
@@ -86,8 +122,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sources.add_parser("qm9", parents=[common], help="QM9: qm9.csv (XYZ_Ang geometry) or gdb9.sdf + gdb9.sdf.csv")
     p.add_argument("--input", required=True, help="qm9.csv, or gdb9.sdf (gdb9.sdf.csv next to it)")
-    p.add_argument("--valid-size", type=int, default=VALID_SIZE, help=f"default {VALID_SIZE}")
-    p.add_argument("--test-size", type=int, default=TEST_SIZE, help=f"default {TEST_SIZE}")
+    p.add_argument("--valid-size", type=_at_least(0), default=VALID_SIZE, help=f"default {VALID_SIZE}")
+    p.add_argument("--test-size", type=_at_least(0), default=TEST_SIZE, help=f"default {TEST_SIZE}")
 
     p = sources.add_parser("pcqm4mv2", parents=[common], help="PCQM4Mv2 in OGB's raw layout (OGB split)")
     p.add_argument("--root", required=True, help="folder holding pcqm4m-v2/raw/data.csv.gz")
@@ -133,8 +169,22 @@ def make_source(args):
                      fractions=args.split_fractions, seed=args.seed)
 
 
+def verify(folder: str) -> int:
+    started = time.monotonic()
+    try:
+        summary = verify_dataset(folder)
+    except (ValueError, FileNotFoundError) as error:  # ManifestError, MalformedRecord
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{folder}: {summary['records']} records in {summary['shards']} shards "
+          f"({summary['bytes'] / 1e6:.1f} MB) match the manifest ({time.monotonic() - started:.1f} s)")
+    return 0
+
+
 def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
+    if args.source == "verify":
+        return verify(args.dataset)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
     try:
@@ -152,7 +202,7 @@ def main(argv=None) -> int:
                            progress=not args.quiet)
     try:
         manifest = build(source, options)
-    except FileExistsError as error:
+    except (FileExistsError, BuildLocked, UnsafePath, InputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{manifest['num_molecules']} molecules, {manifest['num_rejected']} rejected "

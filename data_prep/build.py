@@ -3,7 +3,8 @@ accepted molecules, and write shards, rejects.csv and, last, manifest.json."""
 from __future__ import annotations
 
 import collections
-import hashlib
+import contextlib
+import fcntl
 import json
 import logging
 import multiprocessing
@@ -22,8 +23,9 @@ from moleblend_plugin.data.featurize import (FEATURIZATION_VERSION, FeaturizeOpt
                                              mol_from_smiles, source_geometry_of)
 from moleblend_plugin.data.geometry import GeometryMismatch, mol_from_xyz, same_molecule
 from moleblend_plugin.data.molecule import Geometry
+from moleblend_plugin.data.safe_files import create_new, refuse_link
 from moleblend_plugin.data.shards import (FORMAT_VERSION, MANIFEST, ShardWriter, decode_record,
-                                          encode_record, write_manifest)
+                                          encode_record, file_sha256, write_manifest)
 
 from .journal import Journal
 from .rejects import REJECTS_FILE, write_rejects
@@ -32,6 +34,7 @@ from .splits import murcko_scaffold
 
 log = logging.getLogger("data_prep")
 WORK_DIR = ".build"  # inside the output folder while a build is unfinished
+LOCK_FILE = ".build.lock"  # held (flock) by the build writing the folder
 # Results kept in flight per worker: enough to keep workers busy, small enough that
 # memory does not depend on the size of the source.
 WINDOW_PER_WORKER = 32
@@ -47,14 +50,6 @@ class BuildOptions:
     overwrite: bool = False
     limit: int = 0  # only the first `limit` rows (0 = all)
     progress: bool = True
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- per-row work, run in worker processes -------------------------------------------
@@ -156,17 +151,44 @@ def _clear_output(output: str) -> None:
                 os.remove(path)
 
 
+class BuildLocked(RuntimeError):
+    """Another build holds the output folder."""
+
+
+@contextlib.contextmanager
+def output_lock(output: str):
+    """Hold an exclusive lock on the output folder for the whole build: two builds into one
+    folder would interleave their journals and shards."""
+    path = os.path.join(output, LOCK_FILE)
+    refuse_link(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BuildLocked(f"another data_prep build is writing to {output} (it holds {LOCK_FILE}); "
+                              "wait for it to finish or choose another --output") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def build(source: Source, options: BuildOptions) -> dict:
     """Build (or resume building) the dataset of `source` in `options.output`; return its manifest."""
+    os.makedirs(options.output, exist_ok=True)
+    with output_lock(options.output):
+        return _build(source, options)
+
+
+def _build(source: Source, options: BuildOptions) -> dict:
     output = options.output
-    os.makedirs(output, exist_ok=True)
     if os.path.exists(os.path.join(output, MANIFEST)):
         if not options.overwrite:
             raise FileExistsError(f"{output} already holds a finished dataset (use --overwrite)")
         os.remove(os.path.join(output, MANIFEST))  # from here on, the folder reads as unfinished
         shutil.rmtree(os.path.join(output, WORK_DIR), ignore_errors=True)
     started = time.monotonic()
-    files = [{"name": os.path.basename(p), "bytes": os.path.getsize(p), "sha256": sha256_file(p)}
+    files = [{"name": os.path.basename(p), "bytes": os.path.getsize(p), "sha256": file_sha256(p)}
              for p in source.files()]
     featurize = options.featurize
     fingerprint = {"format_version": FORMAT_VERSION, "featurization_version": FEATURIZATION_VERSION,
@@ -174,14 +196,15 @@ def build(source: Source, options: BuildOptions) -> dict:
                    "featurize": asdict(featurize), "limit": options.limit,
                    "targets": [asdict(t) for t in source.targets()]}
     work = os.path.join(output, WORK_DIR)
+    refuse_link(work)
     fingerprint_path = os.path.join(work, "fingerprint.json")
-    if os.path.exists(fingerprint_path):
+    if os.path.exists(fingerprint_path) and not os.path.islink(fingerprint_path):
         with open(fingerprint_path, encoding="utf-8") as f:
             if json.load(f) != fingerprint:
                 log.warning("%s holds an unfinished build of other inputs or options; starting over", output)
                 shutil.rmtree(work)
     os.makedirs(work, exist_ok=True)
-    with open(fingerprint_path, "w", encoding="utf-8") as f:
+    with create_new(fingerprint_path, "w", encoding="utf-8") as f:
         json.dump(fingerprint, f)
 
     journal = Journal(os.path.join(work, "journal.bin"), keep_ids=source.name == "pcqm4mv2",

@@ -16,6 +16,8 @@ import zlib
 
 import numpy as np
 
+from moleblend_plugin.data.safe_files import open_regular
+
 ENTRY = struct.Struct("<QBI")  # row, kind, payload length
 CRC = struct.Struct("<I")
 SCAFFOLD_LEN = struct.Struct("<I")
@@ -36,13 +38,13 @@ class Journal:
         self.rejects: list[dict] = []
         self.done = bytearray()  # done[row] == 1 once the row has an entry
         self._recover()
-        self._file = open(path, "ab")
+        self._file = open_regular(path, "ab")
 
     def _recover(self):
         if not os.path.exists(self.path):
             return
         good = 0
-        with open(self.path, "rb") as f:
+        with open_regular(self.path, "rb") as f:
             while True:
                 header = f.read(ENTRY.size)
                 if len(header) < ENTRY.size:
@@ -55,7 +57,7 @@ class Journal:
                     break
                 self._index(row, kind, payload, good + ENTRY.size)
                 good = f.tell()
-        with open(self.path, "r+b") as f:
+        with open_regular(self.path, "r+b") as f:
             f.truncate(good)
 
     def _index(self, row: int, kind: int, payload: bytes, offset: int):

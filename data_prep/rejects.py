@@ -5,6 +5,8 @@ import csv
 import os
 from collections import Counter
 
+from moleblend_plugin.data.safe_files import create_new
+
 REJECTS_FILE = "rejects.csv"
 COLUMNS = ["row", "id", "reason", "detail", "smiles"]
 
@@ -13,7 +15,7 @@ def write_rejects(output_dir: str, rejects: list[dict]) -> dict[str, int]:
     """Write the rejects sorted by row (atomically); return reason -> count."""
     rejects = sorted(rejects, key=lambda r: r["row"])
     path = os.path.join(output_dir, REJECTS_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8", newline="") as f:
+    with create_new(path + ".tmp", "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         for reject in rejects:

@@ -7,8 +7,9 @@ import lmdb
 import numpy as np
 import pytest
 
+from moleblend_plugin.data.featurize import FEATURIZATION_VERSION
 from moleblend_plugin.data.molecule import Geometry, MoleculeRecord
-from moleblend_plugin.data.shards import (FORMAT_VERSION, MalformedRecord, MoleculeShards,
+from moleblend_plugin.data.shards import (FORMAT_VERSION, MalformedRecord, MoleculeShards, file_sha256,
                                           ShardWriter, decode_record, encode_record, record_key,
                                           write_manifest)
 
@@ -62,7 +63,8 @@ def write_dataset(path, records, shard_size, splits):
     for name, count in splits.items():
         ranges[name] = [start, start + count]
         start += count
-    write_manifest(str(path), {"format_version": FORMAT_VERSION, "num_molecules": len(records),
+    write_manifest(str(path), {"format_version": FORMAT_VERSION, "featurization_version": FEATURIZATION_VERSION,
+                               "num_molecules": len(records),
                                "splits": splits, "split_ranges": ranges, "shard_size": shard_size,
                                "shards": shards, "targets": []})
     return shards
@@ -111,6 +113,11 @@ def test_malformed_record_names_shard_and_key(tmp_path):
         data[40] ^= 0xFF
         txn.put(record_key(2), bytes(data))
     env.close()
+    # as if the record had been damaged before the shard was recorded in the manifest: the
+    # shard's size and sha256 pass, the record's own checksum does not
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["shards"][1].update(bytes=os.path.getsize(shard), file_sha256=file_sha256(shard))
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     dataset = MoleculeShards(str(tmp_path), "train")
     dataset[4]
     with pytest.raises(MalformedRecord) as error:

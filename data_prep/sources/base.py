@@ -13,6 +13,10 @@ import numpy as np
 MISSING_LABELS = {"", "nan", "na", "n/a", "none", "null"}
 
 
+class InputError(ValueError):
+    """An input file that cannot be read as a whole (encoding, empty file); names the file and line."""
+
+
 @dataclass
 class TargetSpec:
     name: str

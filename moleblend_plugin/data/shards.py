@@ -28,9 +28,11 @@ import zlib
 import lmdb
 import numpy as np
 
+from .safe_files import create_new
 from .molecule import NUM_ATOM_FEATURES, NUM_BOND_FEATURES, MoleculeRecord
 
-FORMAT_VERSION = 1
+# 2: the manifest records each shard file's size and sha256, checked before the shard is read.
+FORMAT_VERSION = 2
 MAGIC = b"MBLR"
 RECORD_HEADER = struct.Struct("<4sHBxIIIHHI")  # magic, version, geometry, N, E, T, K, id_len, smiles_len
 CRC = struct.Struct("<I")
@@ -132,10 +134,10 @@ class ShardWriter:
 
     def _open(self):
         path = os.path.join(self.output_dir, shard_name(len(self.shards)) + ".tmp")
-        if os.path.exists(path):
-            os.remove(path)
+        create_new(path, "wb").close()  # a regular file of our own: LMDB then opens it, not a planted link
+        # meminit: unused page bytes are zeroed, so the same records give the same file
         self._env = lmdb.open(path, subdir=False, map_size=SHARD_MAP_SIZE, lock=False,
-                              readahead=False, meminit=False)
+                              readahead=False, meminit=True)
         self._txn = self._env.begin(write=True)
         self._in_shard = 0
         self._hash = hashlib.sha256()
@@ -173,9 +175,11 @@ class ShardWriter:
         self._env.sync(True)
         self._env.close()
         self._env = self._txn = None
-        os.replace(os.path.join(self.output_dir, name + ".tmp"), os.path.join(self.output_dir, name))
+        final = os.path.join(self.output_dir, name)
+        os.replace(final + ".tmp", final)
         self.shards.append({"file": name, "num_records": self._in_shard,
-                            "sha256": self._hash.hexdigest()})
+                            "sha256": self._hash.hexdigest(),
+                            "bytes": os.path.getsize(final), "file_sha256": file_sha256(final)})
 
     def close(self) -> list[dict]:
         if self._env is not None:
@@ -192,7 +196,7 @@ class ShardWriter:
 def write_manifest(output_dir: str, manifest: dict) -> None:
     """Write manifest.json atomically: a dataset is complete exactly when it exists."""
     path = os.path.join(output_dir, MANIFEST)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
+    with create_new(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2, sort_keys=False, allow_nan=False)
         f.write("\n")
         f.flush()
@@ -200,17 +204,129 @@ def write_manifest(output_dir: str, manifest: dict) -> None:
     os.replace(path + ".tmp", path)
 
 
+class ManifestError(ValueError):
+    """manifest.json is not valid; the message names the file and the field."""
+
+
+def _manifest_error(path: str, field: str, problem: str) -> ManifestError:
+    return ManifestError(f"{path}: field '{field}': {problem} (the dataset is damaged or was edited; "
+                         "rebuild it with data_prep)")
+
+
+def _check_int(path, field, value, minimum=0):
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise _manifest_error(path, field, f"expected an integer >= {minimum}, found {value!r}")
+    return value
+
+
+def validate_manifest(manifest, path: str) -> dict:
+    """Check a manifest's types, counts and ranges: the split ranges tile the records
+    without gap or overlap, the shards hold shard_size records each (the last the rest),
+    and every shard file is a plain name inside the dataset folder. ManifestError."""
+    if not isinstance(manifest, dict):
+        raise _manifest_error(path, "(top level)", "expected a JSON object")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {manifest.get('format_version')!r}, this code reads version "
+                         f"{FORMAT_VERSION}; prepare the data again with data_prep")
+    for key in ("format_version", "featurization_version", "num_molecules", "splits", "split_ranges",
+                "targets", "shard_size", "shards"):
+        if key not in manifest:
+            raise _manifest_error(path, key, "missing")
+    total = _check_int(path, "num_molecules", manifest["num_molecules"])
+    shard_size = _check_int(path, "shard_size", manifest["shard_size"], 1)
+    ranges, counts = manifest["split_ranges"], manifest["splits"]
+    if not isinstance(ranges, dict) or not isinstance(counts, dict) or set(ranges) != set(counts):
+        raise _manifest_error(path, "split_ranges", "expected one [start, stop) range per split of 'splits'")
+    bounds = []
+    for name, span in ranges.items():
+        if (not isinstance(span, list) or len(span) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in span)):
+            raise _manifest_error(path, f"split_ranges.{name}", f"expected [start, stop], found {span!r}")
+        if span[1] - span[0] != counts[name]:
+            raise _manifest_error(path, f"split_ranges.{name}",
+                                  f"{span} holds {span[1] - span[0]} records, 'splits' says {counts[name]!r}")
+        bounds.append((span[0], span[1], name))
+    position = 0
+    for start, stop, name in sorted(bounds):
+        if start != position or stop < start:
+            raise _manifest_error(path, f"split_ranges.{name}",
+                                  f"[{start}, {stop}) does not continue at record {position}: "
+                                  "the splits must tile the records without gap or overlap")
+        position = stop
+    if position != total:
+        raise _manifest_error(path, "split_ranges", f"the splits cover {position} records, num_molecules is {total}")
+    shards = manifest["shards"]
+    expected_count = -(-total // shard_size)
+    if not isinstance(shards, list) or len(shards) != expected_count:
+        raise _manifest_error(path, "shards", f"{total} records in shards of {shard_size} make "
+                                              f"{expected_count} shards, found {len(shards) if isinstance(shards, list) else shards!r}")
+    for index, shard in enumerate(shards):
+        field = f"shards[{index}]"
+        if not isinstance(shard, dict):
+            raise _manifest_error(path, field, "expected an object")
+        for key in ("file", "num_records", "sha256", "bytes", "file_sha256"):
+            if key not in shard:
+                raise _manifest_error(path, f"{field}.{key}", "missing")
+        if shard["file"] != shard_name(index):
+            raise _manifest_error(path, f"{field}.file", f"expected {shard_name(index)!r}, found {shard['file']!r} "
+                                                         "(shards are read only from the dataset folder, by their own names)")
+        wanted = min(shard_size, total - index * shard_size)
+        if _check_int(path, f"{field}.num_records", shard["num_records"]) != wanted:
+            raise _manifest_error(path, f"{field}.num_records", f"expected {wanted}, found {shard['num_records']}")
+        _check_int(path, f"{field}.bytes", shard["bytes"], 1)
+    return manifest
+
+
 def read_manifest(data_dir: str) -> dict:
     path = os.path.join(data_dir, MANIFEST)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{data_dir} has no {MANIFEST}: not a prepared dataset, "
                                 "or its build did not finish (run data_prep again)")
-    with open(path, encoding="utf-8") as f:
-        manifest = json.load(f)
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {manifest.get('format_version')}, "
-                         f"this code reads version {FORMAT_VERSION}; prepare the data again")
-    return manifest
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ManifestError(f"{path}: not valid JSON ({error}); the dataset is damaged or was edited") from None
+    return validate_manifest(manifest, path)
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# Shards verified in this process: (real path, inode, size, mtime) -> True. A shard is
+# hashed once per process, before LMDB maps it (a truncated or damaged file read through
+# a memory map ends in SIGBUS, not in an exception).
+_VERIFIED: dict[tuple, bool] = {}
+
+
+def verify_shard(data_dir: str, info: dict) -> str:
+    """The path of a manifest's shard after checking that it lies in the dataset folder
+    (not a link out of it) and has the size and sha256 the manifest records; MalformedRecord
+    naming the shard otherwise."""
+    path = os.path.join(data_dir, info["file"])
+    folder = os.path.realpath(data_dir)
+    if os.path.islink(path) or os.path.dirname(os.path.realpath(path)) != folder:
+        raise MalformedRecord(f"{path}: a shard must be a file in the dataset folder, not a link")
+    try:
+        stat = os.stat(path)
+    except OSError as error:
+        raise MalformedRecord(f"{path}: cannot open shard ({error.strerror})") from None
+    key = (os.path.realpath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key in _VERIFIED:
+        return path
+    if stat.st_size != info["bytes"]:
+        raise MalformedRecord(f"{path}: {stat.st_size} bytes, the manifest records {info['bytes']} "
+                              "(truncated or replaced; rebuild the dataset)")
+    if file_sha256(path) != info["file_sha256"]:
+        raise MalformedRecord(f"{path}: its sha256 differs from the manifest's (damaged, or a shard of "
+                              "another dataset; rebuild the dataset)")
+    _VERIFIED[key] = True
+    return path
 
 
 # LMDB allows one open environment per file and process; readers of several splits of
@@ -222,10 +338,7 @@ _OPEN_SHARDS: dict[tuple[str, int, int], lmdb.Environment] = {}
 
 
 def _open_shard(path: str) -> lmdb.Environment:
-    try:
-        stat = os.stat(path)
-    except OSError as error:
-        raise MalformedRecord(f"{path}: cannot open shard ({error})") from None
+    stat = os.stat(path)
     # The file's identity is part of the key: a rebuilt dataset gets fresh environments.
     key = (os.path.realpath(path), stat.st_ino, stat.st_mtime_ns)
     env = _OPEN_SHARDS.get(key)
@@ -276,7 +389,7 @@ class MoleculeShards:
             self._envs, self._pid = {}, os.getpid()
         env = self._envs.get(shard)
         if env is None:
-            env = _open_shard(os.path.join(self.data_dir, self.shards[shard]["file"]))
+            env = _open_shard(verify_shard(self.data_dir, self.shards[shard]))
             self._envs[shard] = env
         return env
 
@@ -291,8 +404,12 @@ class MoleculeShards:
     def read_bytes(self, index: int) -> tuple[bytes, str, bytes]:
         shard, local = self._locate(index)
         key = record_key(local)
-        with self._env(shard).begin(buffers=False) as txn:
-            data = txn.get(key)
+        try:
+            with self._env(shard).begin(buffers=False) as txn:
+                data = txn.get(key)
+        except lmdb.Error as error:
+            raise MalformedRecord(f"{os.path.join(self.data_dir, self.shards[shard]['file'])} key "
+                                  f"{key.decode()}: {error}") from None
         return data, self.shards[shard]["file"], key
 
     def __getitem__(self, index: int) -> MoleculeRecord:
@@ -315,8 +432,11 @@ class MoleculeShards:
         if self._num_atoms is None:
             parts = []
             for shard, info in enumerate(self.shards):
-                with self._env(shard).begin() as txn:
-                    raw = txn.get(NUM_ATOMS_KEY)
+                try:
+                    with self._env(shard).begin() as txn:
+                        raw = txn.get(NUM_ATOMS_KEY)
+                except lmdb.Error as error:
+                    raise MalformedRecord(f"{os.path.join(self.data_dir, info['file'])}: {error}") from None
                 if raw is None or len(raw) != 4 * info["num_records"]:
                     raise MalformedRecord(f"{os.path.join(self.data_dir, info['file'])} key "
                                           f"{NUM_ATOMS_KEY.decode()}: missing or wrong length")
@@ -332,3 +452,34 @@ class MoleculeShards:
                 del _OPEN_SHARDS[key]
             env.close()
         self._envs = {}
+
+
+def verify_dataset(data_dir: str) -> dict:
+    """Check everything a prepared dataset's manifest states: every shard's size and sha256,
+    that every record decodes (its CRC), the records' sha256 per shard, and the per-record
+    atom counts. Returns {"shards", "records", "bytes"}; MalformedRecord or ManifestError
+    naming the file at the first problem."""
+    manifest = read_manifest(data_dir)
+    shards = MoleculeShards(data_dir)
+    total_bytes = 0
+    for index, info in enumerate(manifest["shards"]):
+        path = verify_shard(data_dir, info)
+        total_bytes += info["bytes"]
+        first = index * manifest["shard_size"]
+        digest = hashlib.sha256()
+        sizes = []
+        for local in range(info["num_records"]):
+            data, _, key = shards.read_bytes(first + local)
+            if data is None:
+                raise MalformedRecord(f"{path} key {key.decode()}: record missing")
+            try:
+                sizes.append(decode_record(data).num_atoms)
+            except ValueError as error:
+                raise MalformedRecord(f"{path} key {key.decode()}: {error}") from None
+            digest.update(data)
+        if digest.hexdigest() != info["sha256"]:
+            raise MalformedRecord(f"{path}: the records' sha256 differs from the manifest's")
+        if not np.array_equal(shards.num_atoms[first:first + info["num_records"]], sizes):
+            raise MalformedRecord(f"{path} key {NUM_ATOMS_KEY.decode()}: atom counts differ from the records'")
+    shards.close()
+    return {"shards": len(manifest["shards"]), "records": manifest["num_molecules"], "bytes": total_bytes}
