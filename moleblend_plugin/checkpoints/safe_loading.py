@@ -7,6 +7,7 @@ These classes are allow-listed, and nothing else.
 """
 import argparse
 import collections
+import os
 
 import numpy as np
 import torch
@@ -41,6 +42,21 @@ def allow_checkpoint_globals() -> None:
 
 
 def load_checkpoint_file(path: str):
-    """torch.load a fairseq checkpoint on CPU with the weights-only unpickler."""
+    """torch.load a fairseq checkpoint on CPU with the weights-only unpickler; a missing,
+    empty or truncated file is an error that names it."""
     allow_checkpoint_globals()
-    return torch.load(path, map_location="cpu", weights_only=True)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (EOFError, RuntimeError) as error:
+        if os.path.getsize(path) == 0 or not _looks_whole(path):
+            raise ValueError(f"{path}: not a whole checkpoint ({os.path.getsize(path)} bytes; empty or "
+                             "truncated, e.g. by a kill while saving)") from None
+        raise
+
+
+def _looks_whole(path: str) -> bool:
+    from .recovery import is_intact
+
+    return is_intact(path)

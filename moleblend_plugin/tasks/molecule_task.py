@@ -1,11 +1,13 @@
 """What the pretraining and fine-tuning tasks share: reading prepared shards into datasets."""
 import logging
+import os
 from dataclasses import dataclass, field
 
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask
 from omegaconf import II
 
+from ..checkpoints.recovery import repair_restore_file
 from ..data.featurize import check_featurization_version
 from ..data.molecule_dataset import MoleculeDataset
 from ..data.shards import MoleculeShards, read_manifest
@@ -20,6 +22,9 @@ class MoleculeTaskConfig(FairseqDataclass):
         default="random", metadata={"help": "training conformer per molecule: a random one per epoch, or always the first (valid/test always take the first)"})
     max_atoms: int = field(default=512, metadata={"help": "largest molecule (atoms) batches may hold"})
     seed: int = II("common.seed")
+    # Where fairseq resumes from: checked (and repaired from an intact checkpoint) at set-up.
+    save_dir: str = II("checkpoint.save_dir")
+    restore_file: str = II("checkpoint.restore_file")
 
 
 class MoleculeTask(FairseqTask):
@@ -34,6 +39,11 @@ class MoleculeTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
+        # fairseq loads --restore-file after setting up the task; a copy cut short by a kill
+        # during a save is replaced by the newest intact checkpoint first.
+        save_dir = getattr(cfg, "save_dir", None)
+        if save_dir and os.path.isdir(save_dir):
+            repair_restore_file(save_dir, getattr(cfg, "restore_file", None) or "checkpoint_last.pt")
         return cls(cfg)
 
     def load_dataset(self, split, combine=False, epoch=1, **kwargs):
