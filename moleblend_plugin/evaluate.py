@@ -24,9 +24,10 @@ import numpy as np
 import torch
 
 from .criterions.property_metrics import mean_roc_auc
-from .data.molecule_dataset import MoleculeDataset
 from .data.featurize import check_featurization_version
+from .data.molecule_dataset import MoleculeDataset
 from .data.shards import MoleculeShards
+from .errors import UserError, run_command
 from .inference import FinetunedCheckpoint, load_finetuned, prediction_values
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,8 @@ def evaluate(checkpoint_path: str, data: str, split: str = "test", batch_size: i
     """Scores of a checkpoint on a split, as the JSON-ready dict the command prints."""
     checkpoint = load_finetuned(checkpoint_path, device)
     dataset = split_dataset(checkpoint, data, split)
+    if len(dataset) == 0:
+        raise UserError(f"split {split!r} of {data} holds no molecules: nothing to evaluate")
     ids, smiles, labels, predictions = predict_split(checkpoint, dataset, batch_size, device, progress)
     names = [t.name for t in checkpoint.targets]
     metrics = score_predictions(checkpoint.task_type, labels, predictions, names)
@@ -182,4 +185,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

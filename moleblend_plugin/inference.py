@@ -36,6 +36,7 @@ from .data.collate import collate_molecules, molecule_inputs
 from .data.featurize import FeaturizeOptions, RejectedMolecule, make_record, source_geometry_of
 from .data.molecule import MoleculeRecord
 from .data.shards import read_manifest
+from .errors import UserError
 from .models.moleblend import MoleBlendConfig, MoleBlendEncoder, MoleBlendModel
 
 Molecule = Union[str, Chem.Mol]
@@ -122,11 +123,11 @@ def load_finetuned(path: str, device: Union[str, torch.device] = "cpu") -> Finet
     state = load_checkpoint_file(path)
     cfg = state.get("cfg")
     if not cfg or "model" not in cfg:
-        raise ValueError(f"{path}: not a fairseq checkpoint with a stored cfg")
+        raise UserError(f"{path}: not a fairseq checkpoint with a stored cfg")
     task_name = cfg["task"].get("_name")
     if task_name != "moleblend_finetune":
-        raise ValueError(f"{path} was trained with task {task_name!r}; "
-                         "prediction needs a moleblend_finetune checkpoint")
+        raise UserError(f"{path} is a checkpoint of task {task_name!r}; a fine-tuned (moleblend_finetune) "
+                        "checkpoint is needed here")
     targets, featurization, source_type = _stored_targets(state, cfg, path)
     model_cfg = model_config(cfg["model"])
     model = MoleBlendModel(model_cfg, MoleBlendEncoder(model_cfg, len(targets), pretraining=False))

@@ -22,6 +22,7 @@ from typing import List, Tuple
 import numpy as np
 import torch
 
+from .errors import UserError, run_command
 from .inference import MoleBlendPredictor
 
 SMILES_LIST_SUFFIXES = (".smi", ".smiles", ".txt")
@@ -37,15 +38,23 @@ def read_molecules(path: str, smiles_column: str = "smiles", id_column: str = ""
                 smiles.append(parts[0] if parts else "")
                 ids.append(parts[1].strip() if len(parts) > 1 else str(number))
         return ids, smiles
+    # csv.reader, not DictReader: DictReader skips blank lines, and every line of the
+    # input must have its row in the output.
     with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        for column in [smiles_column] + ([id_column] if id_column else []):
-            if column not in columns:
-                raise SystemExit(f"{path} has no column {column!r}; its columns are {columns}")
-        rows = list(reader)
-    smiles = [row[smiles_column] or "" for row in rows]
-    ids = [row[id_column] for row in rows] if id_column else [str(k) for k in range(len(rows))]
+        rows = list(csv.reader(f))
+    if not rows:
+        raise UserError(f"{path} is empty: expected a header line with a {smiles_column!r} column")
+    columns = rows[0]
+    for column in [smiles_column] + ([id_column] if id_column else []):
+        if column not in columns:
+            raise UserError(f"{path} has no column {column!r}; its columns are {columns}")
+    at = {name: columns.index(name) for name in columns}
+
+    def cell(row, column):
+        return row[at[column]].strip() if at[column] < len(row) else ""
+
+    smiles = [cell(row, smiles_column) for row in rows[1:]]
+    ids = [cell(row, id_column) for row in rows[1:]] if id_column else [str(k) for k in range(len(rows) - 1)]
     return ids, smiles
 
 
@@ -100,4 +109,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -11,6 +11,7 @@ SPD (a baseline that is handed the 2D truth).
 """
 import argparse
 import json
+import sys
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -19,9 +20,10 @@ from tqdm import tqdm
 
 from .checkpoints.safe_loading import load_checkpoint_file
 from .criterions.relation_targets import off_diagonal_pairs, relative_positions, spd_classes, split_bond_logits
-from .data.molecule_dataset import MoleculeDataset
 from .data.featurize import check_featurization_version
+from .data.molecule_dataset import MoleculeDataset
 from .data.shards import MoleculeShards
+from .errors import UserError, run_command
 from .inference import model_config
 from .models.moleblend import MoleBlendEncoder, MoleBlendModel
 from .seeding import seeded_for_batch
@@ -33,7 +35,7 @@ def load_pretrained(path: str) -> MoleBlendModel:
     state = load_checkpoint_file(path)
     cfg = state.get("cfg") or {}
     if cfg.get("task", {}).get("_name") != "moleblend_pretrain":
-        raise ValueError(f"{path} is not a moleblend_pretrain checkpoint")
+        raise UserError(f"{path} is not a pretraining (moleblend_pretrain) checkpoint")
     model_cfg = model_config(cfg["model"])
     model = MoleBlendModel(model_cfg, MoleBlendEncoder(model_cfg, 0, pretraining=True))
     torch.nn.Module.load_state_dict(model, state["model"], strict=True)
@@ -170,4 +172,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

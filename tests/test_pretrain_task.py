@@ -13,6 +13,7 @@ from finetune_runs import qm9_dataset
 from model_inputs import tiny_config
 from moleblend_plugin.criterions.pretrain import PretrainCriterion, PretrainCriterionConfig
 from moleblend_plugin.data.shards import MANIFEST
+from moleblend_plugin.errors import UserError
 from moleblend_plugin.models.moleblend import MoleBlendEncoder, MoleBlendModel
 from moleblend_plugin.tasks.finetune import FinetuneConfig, FinetuneTask
 from moleblend_plugin.tasks.pretrain import PretrainConfig, PretrainTask
@@ -60,5 +61,5 @@ def test_shards_of_another_featurization_version_are_refused(tmp_path):
     manifest = json.loads((old / MANIFEST).read_text())
     manifest["featurization_version"] = 1
     (old / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(ValueError, match="featurization version 1.*rebuild"):
+    with pytest.raises(UserError, match="featurization version 1.*rebuild"):
         PretrainTask(PretrainConfig(data=str(old), seed=1))

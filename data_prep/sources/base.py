@@ -5,6 +5,7 @@ import csv
 import gzip
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -51,16 +52,31 @@ class RawEntry:
     reject: tuple | None = None
 
 
+# A plain decimal number: Python's float() also reads "1_000", "inf" and "nan", which no
+# label file means.
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def parse_label(text) -> float:
-    """A label value; NaN when missing. ValueError when it is not a number."""
+    """A label value; NaN when missing. ValueError when it is not a finite number that
+    float32 (the stored type) can hold."""
     if text is None:
         return math.nan
     if isinstance(text, (int, float)):
-        return float(text)
-    stripped = text.strip()
-    if stripped.lower() in MISSING_LABELS:
-        return math.nan
-    return float(stripped)
+        value = float(text)
+    else:
+        stripped = text.strip()
+        if stripped.lower() in MISSING_LABELS:
+            return math.nan
+        if not NUMBER.fullmatch(stripped):
+            raise ValueError(f"{stripped!r} is not a number")
+        value = float(stripped)
+    if math.isnan(value):
+        return value
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        raise ValueError(f"{value!r} is not a finite number float32 can hold")
+    return value
 
 
 def parse_labels(values, names) -> tuple[list, tuple | None]:
@@ -83,7 +99,34 @@ def open_text(path: str):
 
 def read_csv_header(path: str) -> list[str]:
     with open_text(path) as f:
-        return next(csv.reader(f))
+        try:
+            return next(csv.reader(f))
+        except StopIteration:
+            raise InputError(f"{path} is empty: expected a header line") from None
+        except UnicodeDecodeError as error:
+            raise InputError(f"{path} line 1: not UTF-8 text ({error.reason} at byte {error.start})") from None
+
+
+def csv_rows(path: str) -> Iterator[tuple[int, dict | None, str]]:
+    """(row, fields, problem) of every data row of a CSV file: fields by column name, or
+    None with the problem when the row has another number of cells than the header (a
+    row that would otherwise get silently missing labels). InputError naming the line
+    when the file is not UTF-8."""
+    with open_text(path) as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+            for row, cells in enumerate(reader):
+                if not cells:
+                    yield row, None, "blank line"
+                elif len(cells) != len(header):
+                    yield row, None, f"{len(cells)} cells, the header has {len(header)}"
+                else:
+                    yield row, dict(zip(header, cells)), ""
+        except StopIteration:
+            raise InputError(f"{path} is empty: expected a header line") from None
+        except UnicodeDecodeError as error:
+            raise InputError(f"{path} line {reader.line_num + 1}: not UTF-8 text ({error.reason})") from None
 
 
 def check_columns(path: str, header: list[str], wanted: list[str], hint: str = "") -> None:

@@ -7,7 +7,7 @@ import os
 from itertools import zip_longest
 
 from ..splits import random_split
-from .base import (RawEntry, Source, TargetSpec, check_columns, iter_sdf_blocks, open_text,
+from .base import (RawEntry, Source, TargetSpec, check_columns, csv_rows, iter_sdf_blocks, open_text,
                    parse_labels, read_csv_header, sdf_title)
 
 HARTREE_TO_MEV = 27211.386245988  # CODATA 2018
@@ -79,15 +79,17 @@ class Qm9Source(Source):
 
     def entries(self):
         if self.layout == "tabular":
-            with open_text(self.csv_path) as f:
-                for row, fields in enumerate(csv.DictReader(f)):
-                    labels, reject = self._labels(fields, 2)
-                    try:
-                        xyz = (parse_elements(fields["Elements"]), parse_coordinates(fields["XYZ_Ang"]))
-                    except ValueError as error:
-                        xyz, reject = None, reject or ("geometry_mismatch", f"unreadable geometry: {error}")
-                    yield RawEntry(row=row, id=fields["Index"].strip(), smiles=fields["SMILES"],
-                                   targets=labels, xyz=xyz, reject=reject)
+            for row, fields, problem in csv_rows(self.csv_path):
+                if fields is None:
+                    yield RawEntry(row=row, id=str(row), smiles="", reject=("malformed_row", problem))
+                    continue
+                labels, reject = self._labels(fields, 2)
+                try:
+                    xyz = (parse_elements(fields["Elements"]), parse_coordinates(fields["XYZ_Ang"]))
+                except ValueError as error:
+                    xyz, reject = None, reject or ("geometry_mismatch", f"unreadable geometry: {error}")
+                yield RawEntry(row=row, id=fields["Index"].strip(), smiles=fields["SMILES"],
+                               targets=labels, xyz=xyz, reject=reject)
             return
         skip = set()
         if self.uncharacterized_path:

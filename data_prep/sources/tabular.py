@@ -1,10 +1,9 @@
 """Any CSV with a SMILES column and label columns, and any SDF file."""
 from __future__ import annotations
 
-import csv
 
 from ..splits import random_split, scaffold_split
-from .base import (RawEntry, Source, TargetSpec, check_columns, iter_sdf_blocks, open_text,
+from .base import (RawEntry, Source, TargetSpec, check_columns, csv_rows, iter_sdf_blocks,
                    parse_labels, read_csv_header, sdf_properties, sdf_title)
 
 
@@ -55,11 +54,13 @@ class CsvSource(SplitMixin, Source):
 
     def entries(self):
         columns = [t.column or t.name for t in self._targets]
-        with open_text(self.path) as f:
-            for row, fields in enumerate(csv.DictReader(f)):
-                labels, reject = parse_labels([fields[c] for c in columns], columns)
-                yield RawEntry(row=row, id=fields[self.id_column].strip() if self.id_column else str(row),
-                               smiles=fields[self.smiles_column], targets=labels, reject=reject)
+        for row, fields, problem in csv_rows(self.path):
+            if fields is None:
+                yield RawEntry(row=row, id=str(row), smiles="", reject=("malformed_row", problem))
+                continue
+            labels, reject = parse_labels([fields[c] for c in columns], columns)
+            yield RawEntry(row=row, id=fields[self.id_column].strip() if self.id_column else str(row),
+                           smiles=fields[self.smiles_column], targets=labels, reject=reject)
 
     def describe(self):
         return {"smiles_column": self.smiles_column, "id_column": self.id_column,

@@ -49,7 +49,7 @@ def load_checkpoint_file(path: str):
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (EOFError, RuntimeError) as error:
+    except (EOFError, RuntimeError):
         if os.path.getsize(path) == 0 or not _looks_whole(path):
             raise ValueError(f"{path}: not a whole checkpoint ({os.path.getsize(path)} bytes; empty or "
                              "truncated, e.g. by a kill while saving)") from None

@@ -56,7 +56,8 @@ REJECT_REASONS = {
     "too_many_atoms": "more atoms than the maximum",
     "conformer_failed": "no 3D conformer could be embedded in the time limit",
     "geometry_mismatch": "the source geometry does not match the molecule's atoms and bonds",
-    "invalid_label": "a label is not a number",
+    "invalid_label": "a label is not a finite number (or too large for float32)",
+    "malformed_row": "a CSV row with another number of cells than the header, or a blank line",
     "duplicate_id": "an earlier row has the same id",
     "uncharacterized": "listed by the source as a molecule whose geometry failed a consistency check",
     "featurization_error": "an unexpected error while featurizing (the detail names it; please report it)",
@@ -146,7 +147,14 @@ def make_record(molecule: str | Chem.Mol, options: FeaturizeOptions, id: str = "
         row number, so results do not depend on the order molecules are processed in).
     Raises RejectedMolecule.
     """
-    mol = mol_from_smiles(molecule) if isinstance(molecule, str) else molecule
+    if isinstance(molecule, str):
+        mol = mol_from_smiles(molecule)
+    else:
+        # A molecule handed in by a user may be unsanitized (sanitize=False); sanitizing
+        # a sanitized molecule changes nothing.
+        mol = sanitized(Chem.Mol(molecule), "not an RDKit molecule")
+        if geometry is molecule:
+            geometry = mol
     if mol.GetNumAtoms() == 0:
         raise RejectedMolecule("invalid_smiles", "no atoms")
     if any(atom.GetAtomicNum() == 0 for atom in mol.GetAtoms()):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from fairseq.tasks import register_task
 
+from ..errors import UserError
 from .molecule_task import MoleculeTask, MoleculeTaskConfig
 
 logger = logging.getLogger(__name__)
@@ -29,17 +30,17 @@ class FinetuneTask(MoleculeTask):
         wanted = [n.strip() for n in cfg.targets.split(",") if n.strip()] or names
         unknown = [n for n in wanted if n not in names]
         if unknown:
-            raise ValueError(f"{cfg.data}: no target(s) {unknown}; the manifest has {names}")
+            raise UserError(f"{cfg.data}: no target(s) {unknown}; the manifest has {names}")
         self.target_columns = np.array([names.index(n) for n in wanted], dtype=np.int64)
         self.targets = [available[i] for i in self.target_columns]
         kinds = {t["task_type"] for t in self.targets}
         if len(kinds) != 1:
-            raise ValueError(f"targets {wanted} mix classification and regression; train them in separate runs")
+            raise UserError(f"targets {wanted} mix classification and regression; train them in separate runs")
         self.task_type = kinds.pop()
         self.target_mean = np.array([t.get("mean") or 0.0 for t in self.targets], dtype=np.float32)
         self.target_std = np.array([t.get("std") or 1.0 for t in self.targets], dtype=np.float32)
         if self.task_type == "regression" and not np.all(self.target_std > 0):
-            raise ValueError(f"{cfg.data}: a regression target has no train-split spread (std 0): {wanted}")
+            raise UserError(f"{cfg.data}: a regression target has no train-split spread (std 0): {wanted}")
         logger.info("fine-tuning on %d %s target(s): %s", len(wanted), self.task_type, ", ".join(wanted))
         # Saved in checkpoints (fairseq's task_state), so that a fine-tuned model predicts in
         # original units without its prepared dataset (moleblend_plugin.inference).
@@ -63,6 +64,20 @@ class FinetuneTask(MoleculeTask):
                                  f"{[t['name'] for t in self.targets]}")
             self.target_mean = np.array([t["mean"] for t in stored], dtype=np.float32)
             self.target_std = np.array([t["std"] for t in stored], dtype=np.float32)
+
+    def build_model(self, cfg, *args, **kwargs):
+        model = super().build_model(cfg, *args, **kwargs)
+        modality = str(model.cfg.input_modality)
+        if modality != "2d":
+            # Checked here rather than at the first forward pass, minutes into a run.
+            geometry = self.manifest.get("geometry", {})
+            with_3d = sum(geometry.get(kind, 0) for kind in ("source", "rdkit_etkdg_mmff"))
+            if with_3d < self.manifest["num_molecules"]:
+                raise UserError(f"--input-modality {modality} needs 3D coordinates for every molecule, but "
+                                f"{self.cfg.data} has {with_3d} of {self.manifest['num_molecules']} with 3D "
+                                f"(geometry: {geometry}); use --input-modality 2d, or prepare the data with "
+                                "--conformers 1 (and without --on-conformer-failure 2d)")
+        return model
 
     @property
     def num_targets(self) -> int:

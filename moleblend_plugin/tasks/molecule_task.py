@@ -11,6 +11,7 @@ from ..checkpoints.recovery import repair_restore_file
 from ..data.featurize import check_featurization_version
 from ..data.molecule_dataset import MoleculeDataset
 from ..data.shards import MoleculeShards, read_manifest
+from ..errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +34,35 @@ class MoleculeTask(FairseqTask):
     def __init__(self, cfg: MoleculeTaskConfig):
         super().__init__(cfg)
         if not cfg.data:
-            raise ValueError("give the prepared dataset folder as the first argument of fairseq-train")
-        self.manifest = read_manifest(cfg.data)
-        check_featurization_version(self.manifest, cfg.data)
+            raise UserError("give the prepared dataset folder (python -m data_prep ... --output DIR) as the "
+                            "first argument of fairseq-train")
+        try:
+            self.manifest = read_manifest(cfg.data)
+            check_featurization_version(self.manifest, cfg.data)
+        except (FileNotFoundError, ValueError) as error:  # no dataset there, damaged, old version
+            raise UserError(str(error)) from None
+
+    @property
+    def task_name(self) -> str:
+        """The registered name, which is also the name of the task's criterion."""
+        return "moleblend_pretrain" if self.is_pretraining else "moleblend_finetune"
+
+    def build_criterion(self, cfg, *args, **kwargs):
+        # The other objective's criterion (or fairseq's default) would fail at the first batch.
+        criterion_name = getattr(cfg, "_name", None)
+        if criterion_name != self.task_name:
+            raise UserError(f"--task {self.task_name} needs --criterion {self.task_name}, not {criterion_name}")
+        return super().build_criterion(cfg, *args, **kwargs)
+
+    def build_model(self, cfg, *args, **kwargs):
+        arch = getattr(cfg, "_name", None) or getattr(cfg, "arch", None)
+        model = super().build_model(cfg, *args, **kwargs)
+        from ..models.moleblend import MoleBlendModel  # tasks are imported before models
+
+        if not isinstance(model, MoleBlendModel):
+            raise UserError(f"--task {self.task_name} needs a moleblend model (--arch moleblend_base, moleblend_small "
+                            f"or moleblend_tiny), not --arch {arch}")
+        return model
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
