@@ -103,8 +103,8 @@ def read_csv_header(path: str) -> list[str]:
             return next(csv.reader(f))
         except StopIteration:
             raise InputError(f"{path} is empty: expected a header line") from None
-        except UnicodeDecodeError as error:
-            raise InputError(f"{path} line 1: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
 
 
 def csv_rows(path: str) -> Iterator[tuple[int, dict | None, str]]:
@@ -125,8 +125,22 @@ def csv_rows(path: str) -> Iterator[tuple[int, dict | None, str]]:
                     yield row, dict(zip(header, cells)), ""
         except StopIteration:
             raise InputError(f"{path} is empty: expected a header line") from None
-        except UnicodeDecodeError as error:
-            raise InputError(f"{path} line {reader.line_num + 1}: not UTF-8 text ({error.reason})") from None
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
+
+
+def not_utf8(path: str) -> InputError:
+    """The error for a file that is not UTF-8, naming its first line that is not (text is
+    decoded in blocks, so the decoder's position does not say which line)."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return InputError(f"{path} line {number}: not UTF-8 text (byte {line[error.start]:#04x} at "
+                                  f"column {error.start + 1}); convert the file to UTF-8")
+    return InputError(f"{path}: not UTF-8 text; convert the file to UTF-8")
 
 
 def check_columns(path: str, header: list[str], wanted: list[str], hint: str = "") -> None:
