@@ -11,7 +11,8 @@ setup(
     description="MoleBlend multimodal molecular pretraining as a fairseq --user-dir plugin",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["moleblend_plugin", "moleblend_plugin.*", "data_prep", "data_prep.*"]),
+    packages=find_packages(include=["moleblend_plugin", "moleblend_plugin.*", "moleblend_data", "moleblend_data.*",
+                                    "data_prep", "data_prep.*"]),
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1",

@@ -6,10 +6,10 @@ import logging
 import sys
 import time
 
-from moleblend_plugin.data.featurize import REJECT_REASONS, FeaturizeOptions
+from moleblend_data.featurize import REJECT_REASONS, FeaturizeOptions
 
-from moleblend_plugin.data.safe_files import UnsafePath
-from moleblend_plugin.data.shards import verify_dataset
+from moleblend_data.safe_files import UnsafePath
+from moleblend_data.shards import verify_dataset
 
 from .build import BuildLocked, BuildOptions, build
 from .sources.base import InputError

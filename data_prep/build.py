@@ -18,13 +18,13 @@ import numpy as np
 from rdkit import Chem, RDLogger
 from tqdm import tqdm
 
-from moleblend_plugin.data.featurize import (FEATURIZATION_VERSION, FeaturizeOptions,
+from moleblend_data.featurize import (FEATURIZATION_VERSION, FeaturizeOptions,
                                              RejectedMolecule, make_record, mol_from_molblock,
                                              mol_from_smiles, source_geometry_of)
-from moleblend_plugin.data.geometry import GeometryMismatch, mol_from_xyz, same_molecule
-from moleblend_plugin.data.molecule import Geometry
-from moleblend_plugin.data.safe_files import create_new, refuse_link
-from moleblend_plugin.data.shards import (FORMAT_VERSION, MANIFEST, ShardWriter, decode_record,
+from moleblend_data.geometry import GeometryMismatch, mol_from_xyz, same_molecule
+from moleblend_data.molecule import Geometry
+from moleblend_data.safe_files import create_new, refuse_link
+from moleblend_data.shards import (FORMAT_VERSION, MANIFEST, ShardWriter, decode_record,
                                           encode_record, file_sha256, write_manifest)
 
 from .journal import Journal

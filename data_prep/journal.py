@@ -16,7 +16,7 @@ import zlib
 
 import numpy as np
 
-from moleblend_plugin.data.safe_files import open_regular
+from moleblend_data.safe_files import open_regular
 
 ENTRY = struct.Struct("<QBI")  # row, kind, payload length
 CRC = struct.Struct("<I")

@@ -5,7 +5,7 @@ import csv
 import os
 from collections import Counter
 
-from moleblend_plugin.data.safe_files import create_new
+from moleblend_data.safe_files import create_new
 
 REJECTS_FILE = "rejects.csv"
 COLUMNS = ["row", "id", "reason", "detail", "smiles"]

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from .criterions.property_metrics import mean_roc_auc
-from .data.featurize import check_featurization_version
+from moleblend_data.featurize import check_featurization_version
 from .data.molecule_dataset import MoleculeDataset
-from .data.shards import MoleculeShards
+from moleblend_data.shards import MoleculeShards
 from .errors import UserError, run_command
 from .inference import FinetunedCheckpoint, load_finetuned, prediction_values
 

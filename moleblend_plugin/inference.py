@@ -33,9 +33,9 @@ from rdkit import Chem
 
 from .checkpoints.safe_loading import load_checkpoint_file
 from .data.collate import collate_molecules, molecule_inputs
-from .data.featurize import FeaturizeOptions, RejectedMolecule, make_record, source_geometry_of
-from .data.molecule import MoleculeRecord
-from .data.shards import read_manifest
+from moleblend_data.featurize import FeaturizeOptions, RejectedMolecule, make_record, source_geometry_of
+from moleblend_data.molecule import MoleculeRecord
+from moleblend_data.shards import read_manifest
 from .errors import UserError
 from .models.moleblend import MoleBlendConfig, MoleBlendEncoder, MoleBlendModel
 

@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 from .checkpoints.safe_loading import load_checkpoint_file
 from .criterions.relation_targets import off_diagonal_pairs, relative_positions, spd_classes, split_bond_logits
-from .data.featurize import check_featurization_version
+from moleblend_data.featurize import check_featurization_version
 from .data.molecule_dataset import MoleculeDataset
-from .data.shards import MoleculeShards
+from moleblend_data.shards import MoleculeShards
 from .errors import UserError, run_command
 from .inference import model_config
 from .models.moleblend import MoleBlendEncoder, MoleBlendModel

@@ -4,7 +4,7 @@ from functools import lru_cache
 import torch
 
 from moleblend_plugin.data.collate import collate_molecules, molecule_inputs
-from moleblend_plugin.data.featurize import FeaturizeOptions, make_record
+from moleblend_data.featurize import FeaturizeOptions, make_record
 from moleblend_plugin.models.moleblend import MoleBlendConfig, MoleBlendEncoder
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
-from moleblend_plugin.data.conformers import ConformerError, generate_conformers
-from moleblend_plugin.data.featurize import FeaturizeOptions, RejectedMolecule, make_record
-from moleblend_plugin.data.geometry import GeometryMismatch, mol_from_xyz, with_source_geometry
-from moleblend_plugin.data.molecule import Geometry
+from moleblend_data.conformers import ConformerError, generate_conformers
+from moleblend_data.featurize import FeaturizeOptions, RejectedMolecule, make_record
+from moleblend_data.geometry import GeometryMismatch, mol_from_xyz, with_source_geometry
+from moleblend_data.molecule import Geometry
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 

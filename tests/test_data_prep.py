@@ -16,9 +16,9 @@ from data_prep.rejects import read_rejects
 from data_prep.sources import CsvSource, TargetSpec
 from data_prep.sources.qm9 import HARTREE_TO_MEV, parse_coordinates, parse_elements
 from data_prep.splits import murcko_scaffold, random_split, scaffold_split
-from moleblend_plugin.data.featurize import FeaturizeOptions
-from moleblend_plugin.data.molecule import Geometry
-from moleblend_plugin.data.shards import MoleculeShards
+from moleblend_data.featurize import FeaturizeOptions
+from moleblend_data.molecule import Geometry
+from moleblend_data.shards import MoleculeShards
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 ELEMENT = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}

@@ -12,7 +12,7 @@ import pytest
 
 from data_prep.__main__ import main
 from data_prep.build import output_lock
-from moleblend_plugin.data.shards import (MANIFEST, NUM_ATOMS_KEY, MalformedRecord, ManifestError,
+from moleblend_data.shards import (MANIFEST, NUM_ATOMS_KEY, MalformedRecord, ManifestError,
                                           MoleculeShards, verify_dataset)
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -35,7 +35,7 @@ def read_everything_in_a_subprocess(folder):
     """Open the dataset and read every record in another process, so that a SIGBUS from a
     damaged memory-mapped file shows as a failure instead of ending the test run."""
     code = textwrap.dedent(f"""
-        from moleblend_plugin.data.shards import MoleculeShards
+        from moleblend_data.shards import MoleculeShards
         shards = MoleculeShards({str(folder)!r})
         shards.num_atoms
         for i in range(len(shards)):

@@ -3,7 +3,7 @@ import csv
 import os
 
 from data_prep.__main__ import main
-from moleblend_plugin.data.shards import MoleculeShards
+from moleblend_data.shards import MoleculeShards
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "data")
 

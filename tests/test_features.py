@@ -7,7 +7,7 @@ import pytest
 from ogb.utils import smiles2graph
 from rdkit import Chem
 
-from moleblend_plugin.data.features import featurize_mol, graph_mol
+from moleblend_data.features import featurize_mol, graph_mol
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 

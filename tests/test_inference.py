@@ -14,7 +14,7 @@ from model_inputs import ASPIRIN, CAFFEINE, ETHANOL, NAPHTHOL, SALT
 from moleblend_plugin import evaluate, inference, predict
 from moleblend_plugin.checkpoints.safe_loading import load_checkpoint_file
 from moleblend_plugin.criterions.property_metrics import mean_roc_auc
-from moleblend_plugin.data.shards import MoleculeShards
+from moleblend_data.shards import MoleculeShards
 from moleblend_plugin.inference import MoleBlendPredictor
 
 # Valid molecules with invalid ones between them: (input, reject reason or None).
@@ -155,7 +155,7 @@ def test_a_molecule_with_3d_coordinates_brings_its_geometry(predictor):
     as data_prep reads the same file; a SMILES gets an RDKit conformer."""
     from rdkit import Chem
 
-    from moleblend_plugin.data.molecule import Geometry
+    from moleblend_data.molecule import Geometry
 
     mol = next(Chem.SDMolSupplier("tests/fixtures/small.sdf"))
     record = predictor.featurize(mol)

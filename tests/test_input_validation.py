@@ -12,7 +12,7 @@ from data_prep.rejects import read_rejects
 from finetune_runs import regression_checkpoint
 from model_inputs import ASPIRIN, ETHANOL
 from moleblend_plugin import predict
-from moleblend_plugin.data.shards import MoleculeShards
+from moleblend_data.shards import MoleculeShards
 from moleblend_plugin.inference import MoleBlendPredictor
 
 

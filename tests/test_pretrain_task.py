@@ -12,7 +12,7 @@ import torch
 from finetune_runs import qm9_dataset
 from model_inputs import tiny_config
 from moleblend_plugin.criterions.pretrain import PretrainCriterion, PretrainCriterionConfig
-from moleblend_plugin.data.shards import MANIFEST
+from moleblend_data.shards import MANIFEST
 from moleblend_plugin.errors import UserError
 from moleblend_plugin.models.moleblend import MoleBlendEncoder, MoleBlendModel
 from moleblend_plugin.tasks.finetune import FinetuneConfig, FinetuneTask

@@ -19,8 +19,8 @@ from rdkit.Chem import rdDetermineBonds
 
 from data_prep.__main__ import main
 from data_prep.sources.qm9 import parse_coordinates, parse_elements
-from moleblend_plugin.data.molecule import Geometry
-from moleblend_plugin.data.shards import MoleculeShards
+from moleblend_data.molecule import Geometry
+from moleblend_data.shards import MoleculeShards
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 QM9_1000 = os.path.join(FIXTURES, "qm9_1000.csv.gz")

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from rdkit import Chem
 
-from moleblend_plugin.data.features import featurize_mol
-from moleblend_plugin.data.relations import (MULTI_HOP_MAX_DIST, NO_HOP, UNREACHABLE_SPD,
+from moleblend_data.features import featurize_mol
+from moleblend_data.relations import (MULTI_HOP_MAX_DIST, NO_HOP, UNREACHABLE_SPD,
                                              pair_relations)
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")

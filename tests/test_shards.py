@@ -7,9 +7,9 @@ import lmdb
 import numpy as np
 import pytest
 
-from moleblend_plugin.data.featurize import FEATURIZATION_VERSION
-from moleblend_plugin.data.molecule import Geometry, MoleculeRecord
-from moleblend_plugin.data.shards import (FORMAT_VERSION, MalformedRecord, MoleculeShards, file_sha256,
+from moleblend_data.featurize import FEATURIZATION_VERSION
+from moleblend_data.molecule import Geometry, MoleculeRecord
+from moleblend_data.shards import (FORMAT_VERSION, MalformedRecord, MoleculeShards, file_sha256,
                                           ShardWriter, decode_record, encode_record, record_key,
                                           write_manifest)
 

@@ -28,10 +28,10 @@ sys.path.insert(0, ROOT)
 
 from rdkit import RDLogger  # noqa: E402
 
-from moleblend_plugin.data.conformers import ConformerError, generate_conformers  # noqa: E402
-from moleblend_plugin.data.featurize import (FeaturizeOptions, RejectedMolecule, make_record,  # noqa: E402
+from moleblend_data.conformers import ConformerError, generate_conformers  # noqa: E402
+from moleblend_data.featurize import (FeaturizeOptions, RejectedMolecule, make_record,  # noqa: E402
                                              mol_from_smiles)
-from moleblend_plugin.data.relations import pair_relations  # noqa: E402
+from moleblend_data.relations import pair_relations  # noqa: E402
 
 
 def moses_smiles(data: str, count: int) -> list[str]:

@@ -14,7 +14,7 @@ import os
 import shutil
 import zipfile
 
-from ..data.safe_files import create_new
+from moleblend_data.safe_files import create_new
 
 logger = logging.getLogger(__name__)
 

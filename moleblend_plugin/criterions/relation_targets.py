@@ -2,7 +2,7 @@
 import torch
 from ogb.utils.features import get_bond_feature_dims
 
-from ..data.relations import UNREACHABLE_SPD
+from moleblend_data.relations import UNREACHABLE_SPD
 
 UNREACHABLE_CLASS = 0
 

@@ -1,2 +1,2 @@
-"""Data readers and featurization: from molecules to records, and records on disk.
-Nothing here knows about models."""
+"""The fairseq side of the data: datasets over prepared shards and batch collation. The
+records themselves, their featurization and the shards are in `moleblend_data`."""

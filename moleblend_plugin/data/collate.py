@@ -8,8 +8,8 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from .molecule import Geometry, MoleculeRecord
-from .relations import MULTI_HOP_MAX_DIST, NO_HOP, pair_relations
+from moleblend_data.molecule import Geometry, MoleculeRecord
+from moleblend_data.relations import MULTI_HOP_MAX_DIST, NO_HOP, pair_relations
 
 
 def molecule_inputs(record: MoleculeRecord, conformer: Optional[int],

@@ -6,8 +6,8 @@ import torch
 from fairseq.data import FairseqDataset, data_utils
 
 from .collate import collate_molecules, molecule_inputs
-from .molecule import Geometry
-from .relations import MULTI_HOP_MAX_DIST
+from moleblend_data.molecule import Geometry
+from moleblend_data.relations import MULTI_HOP_MAX_DIST
 
 
 class MoleculeDataset(FairseqDataset):

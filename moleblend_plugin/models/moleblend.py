@@ -18,7 +18,7 @@ from fairseq.utils import safe_getattr
 from ..checkpoints.encoder_shape import SHAPE_FIELDS, apply_checkpoint_shape, checkpoint_encoder_shape
 from ..checkpoints.key_maps import LAYOUTS, OUTPUT_LAYER_POLICIES, map_state_dict, model_state
 from ..checkpoints.safe_loading import load_checkpoint_file
-from ..data.relations import MULTI_HOP_MAX_DIST
+from moleblend_data.relations import MULTI_HOP_MAX_DIST
 from ..modules import relation_mixing as mixing
 from ..modules.encoder_layer import LAYER_NORM_EPS
 from ..modules.molecule_encoder import MoleculeEncoder, init_bert_params

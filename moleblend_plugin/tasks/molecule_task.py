@@ -8,9 +8,9 @@ from fairseq.tasks import FairseqTask
 from omegaconf import II
 
 from ..checkpoints.recovery import repair_restore_file
-from ..data.featurize import check_featurization_version
+from moleblend_data.featurize import check_featurization_version
 from ..data.molecule_dataset import MoleculeDataset
-from ..data.shards import MoleculeShards, read_manifest
+from moleblend_data.shards import MoleculeShards, read_manifest
 from ..errors import UserError
 
 logger = logging.getLogger(__name__)
