@@ -169,6 +169,14 @@ def make_source(args):
                      fractions=args.split_fractions, seed=args.seed)
 
 
+def summary(manifest: dict, output: str) -> str:
+    """One sentence on what a build made."""
+    reasons = ", ".join(f"{reason} {count}" for reason, count in manifest["rejected_by_reason"].items())
+    rejected = f"{manifest['num_rejected']} rejected ({reasons})" if reasons else "none rejected"
+    splits = ", ".join(f"{name} {count}" for name, count in manifest["splits"].items())
+    return f"built {manifest['num_molecules']} molecules, {rejected}; splits {splits} -> {output}"
+
+
 def verify(folder: str) -> int:
     started = time.monotonic()
     try:
@@ -200,13 +208,14 @@ def main(argv=None) -> int:
     options = BuildOptions(output=args.output, workers=args.workers, shard_size=args.shard_size,
                            featurize=featurize, overwrite=args.overwrite, limit=args.limit,
                            progress=not args.quiet)
+    started = time.monotonic()
     try:
         manifest = build(source, options)
     except (FileExistsError, BuildLocked, UnsafePath, InputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{manifest['num_molecules']} molecules, {manifest['num_rejected']} rejected "
-          f"{manifest['rejected_by_reason']}, splits {manifest['splits']} -> {args.output}")
+    if not args.quiet:
+        print(summary(manifest, args.output) + f" ({time.monotonic() - started:.1f} s)")
     return 0
 
 

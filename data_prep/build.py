@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,7 @@ LOCK_FILE = ".build.lock"  # held (flock) by the build writing the folder
 # memory does not depend on the size of the source.
 WINDOW_PER_WORKER = 32
 FLUSH_SECONDS = 2.0
+LOG_SECONDS = 30.0
 
 
 @dataclass
@@ -218,7 +220,7 @@ def _build(source: Source, options: BuildOptions) -> dict:
         journal.close()
     manifest = _finalize(source, options, journal, fingerprint)
     shutil.rmtree(work)
-    log.info("built %d molecules (%d rejected) in %.1f s -> %s", manifest["num_molecules"],
+    log.debug("built %d molecules (%d rejected) in %.1f s -> %s", manifest["num_molecules"],
              manifest["num_rejected"], time.monotonic() - started, output)
     return manifest
 
@@ -238,10 +240,13 @@ def _featurize_all(source: Source, options: BuildOptions, journal: Journal) -> N
                 yield entry
 
     initargs = (options.featurize, source.needs_scaffolds)
-    progress = tqdm(desc=f"featurizing {source.name}", unit=" mol", disable=not options.progress,
+    # A bar on a terminal; redirected to a file, a log line every LOG_SECONDS instead of
+    # carriage-return frames.
+    on_terminal = sys.stderr.isatty()
+    progress = tqdm(desc=f"featurizing {source.name}", unit=" mol", disable=not (options.progress and on_terminal),
                     dynamic_ncols=True)
-    last_flush = time.monotonic()
-    rejected = 0
+    started = last_flush = last_log = time.monotonic()
+    rejected = done = 0
     for result in _ordered_map(process_entry, pending(), options.workers, initargs):
         if result[0] == "accepted":
             _, row, mol_id, data, scaffold = result
@@ -250,10 +255,15 @@ def _featurize_all(source: Source, options: BuildOptions, journal: Journal) -> N
             journal.add_rejected(result[2])
             rejected += 1
         progress.update()
-        if time.monotonic() - last_flush > FLUSH_SECONDS:
+        done += 1
+        now = time.monotonic()
+        if now - last_flush > FLUSH_SECONDS:
             journal.flush()
             progress.set_postfix(rejected=rejected)
-            last_flush = time.monotonic()
+            last_flush = now
+        if options.progress and not on_terminal and now - last_log > LOG_SECONDS:
+            log.info("featurized %d rows (%d rejected), %.0f rows/s", done, rejected, done / (now - started))
+            last_log = now
     journal.flush()
     progress.close()
 

@@ -16,7 +16,7 @@ def write_rejects(output_dir: str, rejects: list[dict]) -> dict[str, int]:
     rejects = sorted(rejects, key=lambda r: r["row"])
     path = os.path.join(output_dir, REJECTS_FILE)
     with create_new(path + ".tmp", "w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
         for reject in rejects:
             writer.writerow({c: reject.get(c, "") for c in COLUMNS})

@@ -146,7 +146,7 @@ def evaluate(checkpoint_path: str, data: str, split: str = "test", batch_size: i
 
 def write_split_predictions(path, ids, smiles, labels, predictions, names) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["id", "smiles"] + [f"{n}_label" for n in names] + [f"{n}_prediction" for n in names])
         for k in range(len(ids)):
             cells = ["" if np.isnan(v) else repr(float(v)) for v in labels[k]]

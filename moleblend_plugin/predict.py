@@ -60,7 +60,7 @@ def read_molecules(path: str, smiles_column: str = "smiles", id_column: str = ""
 
 def write_predictions(path: str, ids, smiles, names, values: np.ndarray, errors) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["id", "smiles"] + list(names) + ["error"])
         for k in range(len(ids)):
             cells = [""] * len(names) if errors[k] else [repr(float(v)) for v in values[k]]

@@ -125,7 +125,7 @@ def summarise(args, results: Dict[str, Dict[int, dict]], curves) -> None:
                          **{f"seed{s}": runs[s]["metrics"].get(metric) for s in args.seeds if s in runs}})
     with open(os.path.join(args.run_dir, "summary.csv"), "w", newline="", encoding="utf-8") as f:
         fields = ["variant", "metric", "mean", "std", "seeds"] + [f"seed{s}" for s in args.seeds]
-        writer = csv.DictWriter(f, fieldnames=fields)
+        writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     lines = [f"# {os.path.basename(os.path.normpath(args.data))}: test {args.metric}, {len(args.seeds)} seeds",

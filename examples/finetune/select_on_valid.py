@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     key = f"valid_{args.metric}_mean"
     rows.sort(key=lambda r: -r[key] if args.metric == "auc" else r[key])
     with open(os.path.join(args.run_dir, "selection.csv"), "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     best = rows[0]
