@@ -1,0 +1,30 @@
+"""Logs a person can read: no known third-party warnings in a fairseq-train log, a quiet
+data_prep that is quiet, summaries as sentences, LF line endings in the CSVs written."""
+import subprocess
+import sys
+
+from data_prep.__main__ import main
+from finetune_runs import FIXTURES, PLUGIN_DIR, REPO, bbbp_dataset
+
+
+def test_a_training_log_has_no_known_harmless_warnings(tmp_path):
+    command = [sys.executable, "-m", "fairseq_cli.train", bbbp_dataset(), "--user-dir", PLUGIN_DIR,
+               "--task", "moleblend_finetune", "--criterion", "moleblend_finetune", "--arch", "moleblend_tiny",
+               "--cpu", "--num-workers", "0", "--batch-size", "8", "--optimizer", "adam", "--lr", "1e-3",
+               "--max-update", "2", "--save-dir", str(tmp_path), "--log-format", "simple"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for text in ("UserWarning", "FutureWarning", "deprecation_warning", "pin_memory"):
+        assert text not in result.stderr + result.stdout, text
+
+
+def test_data_prep_summary_is_a_sentence_and_quiet_is_quiet(tmp_path, capsys):
+    args = ["moleculenet", "--dataset", "bbbp", "--input", f"{FIXTURES}/bbbp_bad.csv", "--conformers", "0"]
+    assert main([*args, "--output", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("built 34 molecules, 5 rejected (invalid_label 1, invalid_smiles 3, wildcard_atom 1);")
+    assert "{" not in out
+    assert main([*args, "--output", str(tmp_path / "b"), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert b"\r\n" not in (tmp_path / "b" / "rejects.csv").read_bytes()
