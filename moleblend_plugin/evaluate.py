@@ -23,7 +23,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from .criterions.property_metrics import mean_roc_auc
+from .criterions.property_metrics import mean_roc_auc, metric_key
 from moleblend_data.featurize import check_featurization_version
 from .data.molecule_dataset import MoleculeDataset
 from moleblend_data.shards import MoleculeShards
@@ -52,7 +52,7 @@ def score_predictions(task_type: str, labels: np.ndarray, predictions: np.ndarra
     if task_type == "classification":
         scores["auc"] = _number(mean_roc_auc(labels, predictions))
         for k, name in enumerate(names):
-            scores[f"auc_{name}"] = _number(mean_roc_auc(labels[:, k:k + 1], predictions[:, k:k + 1]))
+            scores[f"auc_{metric_key(name)}"] = _number(mean_roc_auc(labels[:, k:k + 1], predictions[:, k:k + 1]))
         return scores
     error = np.where(labelled, predictions - np.nan_to_num(labels), 0.0)
     count = labelled.sum()
@@ -60,8 +60,8 @@ def score_predictions(task_type: str, labels: np.ndarray, predictions: np.ndarra
     scores["rmse"] = _number(math.sqrt((error ** 2).sum() / count)) if count else None
     for k, name in enumerate(names):
         n = labelled[:, k].sum()
-        scores[f"mae_{name}"] = _number(np.abs(error[:, k]).sum() / n) if n else None
-        scores[f"rmse_{name}"] = _number(math.sqrt((error[:, k] ** 2).sum() / n)) if n else None
+        scores[f"mae_{metric_key(name)}"] = _number(np.abs(error[:, k]).sum() / n) if n else None
+        scores[f"rmse_{metric_key(name)}"] = _number(math.sqrt((error[:, k] ** 2).sum() / n)) if n else None
     return scores
 
 

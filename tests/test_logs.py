@@ -28,3 +28,13 @@ def test_data_prep_summary_is_a_sentence_and_quiet_is_quiet(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
     assert b"\r\n" not in (tmp_path / "b" / "rejects.csv").read_bytes()
+
+
+def test_metric_names_are_identifiers():
+    from moleblend_plugin.criterions.property_metrics import metric_key
+    from moleblend_plugin.evaluate import score_predictions
+
+    assert metric_key("measured log solubility in mols per litre") == "measured_log_solubility_in_mols_per_litre"
+    assert metric_key("U0") == "u0" and metric_key("Cv (cal/mol K)") == "cv_cal_mol_k"
+    scores = score_predictions("regression", [[1.0, 2.0]], [[1.5, 2.0]], ["log S", "pIC50"])
+    assert {"mae_log_s", "rmse_log_s", "mae_pic50"} <= set(scores)

@@ -14,7 +14,7 @@ from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from .property_metrics import RocAucMeter
+from .property_metrics import RocAucMeter, metric_key
 
 
 @dataclass
@@ -84,7 +84,7 @@ class FinetuneCriterion(FairseqCriterion):
                     n = sum(log["target_labels"][k] for log in logging_outputs if "target_labels" in log)
                     if n:
                         err = sum(log["target_abs_error"][k] for log in logging_outputs if "target_abs_error" in log)
-                        metrics.log_scalar(f"mae_{name}", err / n, n, round=4)
+                        metrics.log_scalar(f"mae_{metric_key(name)}", err / n, n, round=4)
         for log in logging_outputs:
             if "auc_labels" in log:
                 metrics.log_custom(RocAucMeter, "auc", log["auc_labels"], log["auc_scores"])

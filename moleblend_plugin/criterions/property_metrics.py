@@ -3,6 +3,7 @@
 ROC-AUC cannot be averaged over batches, so validation collects every prediction in a
 fairseq meter and scores the split at once.
 """
+import re
 from typing import List
 
 import numpy as np
@@ -49,3 +50,12 @@ class RocAucMeter(Meter):
         if not self.labels:
             return float("nan")
         return round(mean_roc_auc(np.concatenate(self.labels), np.concatenate(self.scores)), 4)
+
+
+def metric_key(target_name: str) -> str:
+    """A target's name as part of a metric name: lower-case letters, digits and
+    underscores ("measured log solubility in mols per litre" -> "measured_log_solubility_in_
+    mols_per_litre"), so logs, TensorBoard and --best-checkpoint-metric can use it. The
+    original names stay in the manifest and in the reports."""
+    key = re.sub(r"[^0-9a-z]+", "_", target_name.lower()).strip("_")
+    return key or "target"
