@@ -29,6 +29,7 @@ setup(
     entry_points={
         "console_scripts": [
             "moleblend-prep=data_prep.__main__:main",
+            "moleblend-train=moleblend_plugin.train:main",
         ]
     },
     include_package_data=True,
