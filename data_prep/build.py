@@ -73,7 +73,8 @@ def _molecule_of(entry: RawEntry):
     gives a SMILES for it (PCQM4Mv2's training molecules), the two must be the same
     molecule. An XYZ geometry is joined to the SMILES by `make_record`."""
     if entry.molblock is not None or entry.geometry_block is not None:
-        mol = mol_from_molblock(entry.molblock if entry.molblock is not None else entry.geometry_block)
+        block = entry.molblock if entry.molblock is not None else entry.geometry_block
+        mol = mol_from_molblock(block, remove_hs=not _options.with_hydrogens)
         if entry.smiles is not None:
             try:
                 same_molecule(mol, mol_from_smiles(entry.smiles))

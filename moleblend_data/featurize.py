@@ -116,11 +116,13 @@ def mol_from_smiles(smiles: str) -> Chem.Mol:
     return mol
 
 
-def mol_from_molblock(block: str) -> Chem.Mol:
-    """A molfile record read as `Chem.SDMolSupplier(path, removeHs=False)` reads it
+def mol_from_molblock(block: str, remove_hs: bool = False) -> Chem.Mol:
+    """A molfile record read as `Chem.SDMolSupplier(path, removeHs=remove_hs)` reads it
     (sanitized; stereo from 3D coordinates when there are some, else from wedges);
-    RejectedMolecule("invalid_smiles") with RDKit's message."""
-    mol = Chem.MolFromMolBlock(block, sanitize=True, removeHs=False)
+    RejectedMolecule("invalid_smiles") with RDKit's message. Heavy-atom graphs read with
+    remove_hs=True: removing hydrogens after reading is not always the same (RDKit
+    versions differ on a double bond the file marks as either E or Z)."""
+    mol = Chem.MolFromMolBlock(block, sanitize=True, removeHs=remove_hs)
     if mol is None:
         sanitized(Chem.MolFromMolBlock(block, sanitize=False, removeHs=False), "unreadable molfile record")
         raise RejectedMolecule("invalid_smiles", "unreadable molfile record")
