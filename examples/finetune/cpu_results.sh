@@ -7,13 +7,13 @@
 #   QUEUE: moleculenet | lipophilicity | hiv | qm9 | qm9-hydrogens (from scratch only: heavy atoms
 #          vs all atoms, built/qm9 and built/qm9-hydrogens)
 #
-#   BUILT       prepared datasets (default /work/built: built as in docs/data.md)
+#   BUILT       prepared datasets (default built: built as in docs/data.md)
 #   PRETRAINED  pretraining checkpoint (default runs/pretrain_small/checkpoints/checkpoint_best.pt)
 #   RUNS        output folder (default runs/results)
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo"
-BUILT=${BUILT:-/work/built}
+BUILT=${BUILT:-built}
 PRETRAINED=${PRETRAINED:-runs/pretrain_small/checkpoints/checkpoint_best.pt}
 RUNS=${RUNS:-runs/results}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
