@@ -7,31 +7,39 @@ These classes are allow-listed, and nothing else.
 """
 import argparse
 import collections
+import importlib
 import os
 
 import numpy as np
 import torch
 
+def _numpy_multiarray():
+    """numpy's multiarray module under this numpy's own name (numpy 2 renamed `numpy.core`
+    to `numpy._core` and warns on the old name)."""
+    try:
+        return importlib.import_module("numpy._core.multiarray")
+    except ImportError:  # numpy 1.x
+        return importlib.import_module("numpy.core.multiarray")
+
+
+_MULTIARRAY = _numpy_multiarray()
 SAFE_CHECKPOINT_GLOBALS = [
     argparse.Namespace,
     collections.OrderedDict,
     collections.defaultdict,
     np.dtype,
     np.ndarray,
-    np.core.multiarray.scalar,
-    np.core.multiarray._reconstruct,
+    _MULTIARRAY.scalar,
+    _MULTIARRAY._reconstruct,
     type(np.dtype(np.float64)),
     type(np.dtype(np.float32)),
     type(np.dtype(np.int64)),
 ]
 # A pickle names a global by the module it was written under: numpy 1.x writes
 # `numpy.core.multiarray`, numpy 2.x `numpy._core.multiarray`. Both names are allowed.
-SAFE_CHECKPOINT_GLOBALS += [
-    (np.core.multiarray.scalar, "numpy._core.multiarray.scalar"),
-    (np.core.multiarray._reconstruct, "numpy._core.multiarray._reconstruct"),
-    (np.core.multiarray.scalar, "numpy.core.multiarray.scalar"),
-    (np.core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
-]
+SAFE_CHECKPOINT_GLOBALS += [(function, f"numpy.{core}.multiarray.{function.__name__}")
+                            for core in ("core", "_core")
+                            for function in (_MULTIARRAY.scalar, _MULTIARRAY._reconstruct)]
 
 
 def allow_checkpoint_globals() -> None:
