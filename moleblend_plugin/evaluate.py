@@ -102,7 +102,7 @@ def predict_split(checkpoint: FinetunedCheckpoint, dataset: MoleculeDataset, bat
     from tqdm import tqdm
 
     ids, smiles, labels, predictions = [], [], [], []
-    for start in tqdm(range(0, len(dataset), batch_size), disable=not progress, unit="batch"):
+    for start in tqdm(range(0, len(dataset), batch_size), disable=not progress or not sys.stderr.isatty(), unit="batch"):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         sample = dataset.collater(items)
         batch = {k: v.to(device) for k, v in sample["net_input"]["batch"].items()}

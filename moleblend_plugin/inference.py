@@ -24,6 +24,7 @@ needed; checkpoints from before that fall back to the manifest at the stored dat
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, fields
 from typing import List, NamedTuple, Optional, Sequence, Union
 
@@ -224,7 +225,8 @@ class MoleBlendPredictor:
         predictions = np.full((n, len(self.targets)), np.nan, dtype=np.float32)
         embeddings = np.full((n, self.embedding_dim), np.nan, dtype=np.float32)
         errors = [""] * n
-        bar = tqdm(total=n, unit="mol", disable=not progress or n < PROGRESS_MIN_MOLECULES)
+        # a bar only on a terminal: redirected, its carriage-return frames would fill the log
+        bar = tqdm(total=n, unit="mol", disable=not progress or n < PROGRESS_MIN_MOLECULES or not sys.stderr.isatty())
         for start in range(0, n, self.batch_size):
             rows, items = [], []
             for index in range(start, min(start + self.batch_size, n)):
