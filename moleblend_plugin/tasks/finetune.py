@@ -42,15 +42,12 @@ class FinetuneTask(MoleculeTask):
         if self.task_type == "regression" and not np.all(self.target_std > 0):
             raise UserError(f"{cfg.data}: a regression target has no train-split spread (std 0): {wanted}")
         logger.info("fine-tuning on %d %s target(s): %s", len(wanted), self.task_type, ", ".join(wanted))
-        # Saved in checkpoints (fairseq's task_state), so that a fine-tuned model predicts in
-        # original units without its prepared dataset (moleblend_plugin.inference).
+        # Saved in checkpoints (fairseq's task_state) beside the featurization, so that a
+        # fine-tuned model predicts in original units without its prepared dataset.
         self.state.merge_state_dict({
             "targets": [{"name": t["name"], "unit": t.get("unit", ""), "task_type": t["task_type"],
                          "mean": float(m), "std": float(s)}
                         for t, m, s in zip(self.targets, self.target_mean, self.target_std)],
-            "featurization": {**self.manifest.get("featurization", {}),
-                              "featurization_version": self.manifest.get("featurization_version")},
-            "source_type": self.manifest.get("source", {}).get("type", ""),
         })
 
     def load_state_dict(self, state_dict):

@@ -41,6 +41,13 @@ class MoleculeTask(FairseqTask):
             check_featurization_version(self.manifest, cfg.data)
         except (FileNotFoundError, ValueError) as error:  # no dataset there, damaged, old version
             raise UserError(str(error)) from None
+        # Saved in checkpoints (fairseq's task_state): a model featurizes new molecules as
+        # its training data was featurized, without the prepared dataset.
+        self.state.merge_state_dict({
+            "featurization": {**self.manifest.get("featurization", {}),
+                              "featurization_version": self.manifest.get("featurization_version")},
+            "source_type": self.manifest.get("source", {}).get("type", ""),
+        })
 
     @property
     def task_name(self) -> str:
