@@ -22,12 +22,13 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["moleblend_plugin", "moleblend_plugin.*", "moleblend_data", "moleblend_data.*",
-                                    "data_prep", "data_prep.*"]),
+                                    "data_prep", "data_prep.*", "moleblend_cli", "moleblend_cli.*"]),
     python_requires=">=3.10",
     install_requires=DATA + PLUGIN,
     extras_require={"test": ["pytest"], "tensorboard": ["tensorboardX"]},
     entry_points={
         "console_scripts": [
+            "moleblend=moleblend_cli.__main__:main",
             "moleblend-prep=data_prep.__main__:main",
             "moleblend-train=moleblend_plugin.train:main",
         ]

@@ -11,7 +11,9 @@ Written to --run-dir:
     VARIANT/seedN/            checkpoints, train.log (fairseq --log-format json), test.json
     summary.csv, summary.md   test metrics per variant: mean, std (sample std, ddof=1) and per seed
     valid_curves.png          the validation metric over updates of every run
-A run whose test.json exists is not run again (delete it, or use --overwrite).
+A rerun of the same command resumes an unfinished run (from its checkpoint_last.pt) and
+skips a finished one; a run folder that holds another command's checkpoint is refused
+(--overwrite starts it clean). --dry-run prints the commands, also before DATA is built.
 """
 import argparse
 import csv
@@ -24,6 +26,10 @@ import sys
 from typing import Dict, List
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from moleblend_plugin.errors import UserError  # noqa: E402
+from moleblend_plugin.run_folder import mark_done, prepare_run_folder  # noqa: E402
 
 PLUGIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                           "moleblend_plugin")
@@ -201,40 +207,53 @@ def make_parser() -> argparse.ArgumentParser:
                         help="more fairseq-train flags as one string, given with '=' "
                              "(e.g. --extra-args=\"--lr-scheduler polynomial_decay --warmup-updates 100 "
                              "--total-num-update 2000 --dropout 0.1\")")
-    parser.add_argument("--overwrite", action="store_true", help="run again even where test.json exists")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start every run clean: remove its checkpoints, logs and test.json first")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     return parser
 
 
 def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
-    task_type = task_type_of(args.data, args.targets)
-    args.metric = args.metric or ("auc" if task_type == "classification" else "mae")
-    if (args.metric == "auc") != (task_type == "classification"):
-        raise SystemExit(f"--metric {args.metric} does not fit {task_type} targets")
+    if not os.path.exists(os.path.join(args.data, "manifest.json")):
+        if not args.dry_run:
+            raise SystemExit(f"{args.data} holds no prepared dataset (manifest.json); build it with python -m data_prep")
+        # The commands can be shown before the dataset exists; the metric follows its task type.
+        args.metric = args.metric or "METRIC"
+        print(f"# {args.data} is not built yet: METRIC stands for auc (classification) or mae (regression)")
+    else:
+        task_type = task_type_of(args.data, args.targets)
+        args.metric = args.metric or ("auc" if task_type == "classification" else "mae")
+        if (args.metric == "auc") != (task_type == "classification"):
+            raise SystemExit(f"--metric {args.metric} does not fit {task_type} targets")
     variants = ([] if args.no_scratch else ["scratch"]) + (["pretrained"] if args.pretrained else [])
     if not variants:
         raise SystemExit("nothing to run: --no-scratch without --pretrained")
     if args.pretrained and not os.path.exists(args.pretrained):
         raise SystemExit(f"--pretrained {args.pretrained} does not exist")
-    os.makedirs(args.run_dir, exist_ok=True)
     results: Dict[str, Dict[int, dict]] = {v: {} for v in variants}
     curves = {v: {} for v in variants}
     for variant in variants:
         for seed in args.seeds:
             run_dir = os.path.join(args.run_dir, variant, f"seed{seed}")
             test_json = os.path.join(run_dir, "test.json")
-            if args.overwrite or not os.path.exists(test_json):
-                os.makedirs(run_dir, exist_ok=True)
-                if args.overwrite:
-                    for name in ("checkpoint_last.pt", "checkpoint_best.pt", "train.log"):
-                        if os.path.exists(os.path.join(run_dir, name)):
-                            os.remove(os.path.join(run_dir, name))
-                with open(os.path.join(run_dir, "stdout.txt"), "a", encoding="utf-8") as log:
-                    run(train_command(args, variant, seed, run_dir), args.dry_run, log)
-                run(evaluate_command(args, run_dir), args.dry_run, subprocess.DEVNULL)
+            command = train_command(args, variant, seed, run_dir)
             if args.dry_run:
+                run(command, True)
+                run(evaluate_command(args, run_dir), True)
                 continue
+            # A rerun resumes the same command's run or starts clean (--overwrite); a
+            # folder holding another command's checkpoint is refused (moleblend_plugin.run_folder).
+            try:
+                state = prepare_run_folder(run_dir, command, args.overwrite)
+            except UserError as error:
+                raise SystemExit(f"error: {error}") from None
+            if state != "done":
+                with open(os.path.join(run_dir, "stdout.txt"), "a", encoding="utf-8") as log:
+                    run(command, False, log)
+                mark_done(run_dir)
+            if not os.path.exists(test_json):
+                run(evaluate_command(args, run_dir), False, subprocess.DEVNULL)
             with open(test_json, encoding="utf-8") as f:
                 results[variant][seed] = json.load(f)
             curves[variant][seed] = valid_curve(os.path.join(run_dir, "train.log"), args.metric)
