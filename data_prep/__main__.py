@@ -93,15 +93,9 @@ def label_arguments(p: argparse.ArgumentParser) -> None:
 
 def split_arguments(parser, default: str) -> None:
     parser.add_argument("--split", choices=["random", "scaffold"], default=default,
-                        help=f"random (seeded) or Bemis-Murcko scaffold split (default {default}); with --folds, "
-                             "scaffold also keeps every scaffold within one fold")
+                        help=f"random (seeded) or Bemis-Murcko scaffold split (default {default})")
     parser.add_argument("--split-fractions", type=_fractions, default=(0.8, 0.1, 0.1),
                         help="train,valid,test fractions (default 0.8,0.1,0.1)")
-    parser.add_argument("--folds", type=_at_least(2), default=0,
-                        help="k-fold cross-validation: the train and valid parts of the split are cut into K folds "
-                             "(seeded; whole scaffolds with --split scaffold), fold --fold is the valid split, the "
-                             "others train; test is unchanged. The same flags give the same folds")
-    parser.add_argument("--fold", type=_at_least(0), default=0, help="the fold (0 to K-1) that is valid (default 0)")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -141,14 +135,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--smiles-column", required=True, help="column of the SMILES strings")
     p.add_argument("--target-columns", type=_names, default=[], help="comma-separated label columns")
     label_arguments(p)
-    p.add_argument("--id-column", default=None, help="column of molecule ids (default: row number; with separate "
-                                                     "files, split and row number, e.g. valid:3)")
+    p.add_argument("--id-column", default=None, help="column of molecule ids (default: row number)")
     split_arguments(p, "random")
-    p.add_argument("--split-column", default=None,
-                   help="a column holding each row's split: train, valid (or validation, val) or test, any case; "
-                        "replaces --split (e.g. MoleculeACE's `split` column)")
-    p.add_argument("--valid-input", default="", help="a separate valid CSV with the columns of --input (the train file)")
-    p.add_argument("--test-input", default="", help="a separate test CSV with the columns of --input (the train file)")
 
     p = sources.add_parser("sdf", parents=[common], help="any SDF file (its 3D coordinates are kept)")
     p.add_argument("--input", required=True, help="SDF file (.sdf or .sdf.gz)")
@@ -176,11 +164,9 @@ def make_source(args):
                             args.target_units, args.task_type)
     if args.source == "csv":
         return CsvSource(args.input, args.smiles_column, targets, id_column=args.id_column,
-                         split=args.split, fractions=args.split_fractions, seed=args.seed,
-                         split_column=args.split_column, valid_path=args.valid_input, test_path=args.test_input,
-                         folds=args.folds, fold=args.fold)
+                         split=args.split, fractions=args.split_fractions, seed=args.seed)
     return SdfSource(args.input, targets, id_property=args.id_property, split=args.split,
-                     fractions=args.split_fractions, seed=args.seed, folds=args.folds, fold=args.fold)
+                     fractions=args.split_fractions, seed=args.seed)
 
 
 def summary(manifest: dict, output: str) -> str:

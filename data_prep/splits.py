@@ -59,35 +59,3 @@ def random_split(num: int, seed: int, fractions=(0.8, 0.1, 0.1), valid_size: int
     valid = order[test_size:test_size + valid_size]
     train = order[test_size + valid_size:]
     return {"train": np.sort(train), "valid": np.sort(valid), "test": np.sort(test)}
-
-
-def cross_validation_fold(positions: np.ndarray, folds: int, fold: int, seed: int,
-                          scaffolds: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(train, valid) of fold `fold` of `folds` over `positions` (the train part of a split).
-
-    Without scaffolds: a seeded permutation cut into `folds` near-equal parts. With
-    scaffolds (`scaffolds[p]` for every position p): whole scaffold groups, largest first,
-    each to the fold holding the fewest molecules so far (ties: the lower fold), so that no
-    scaffold is in both parts; deterministic, the seed is not used. The same arguments
-    give the same folds, and the folds partition `positions`.
-    """
-    if not 2 <= folds <= len(positions):
-        raise ValueError(f"{folds} folds of {len(positions)} training molecules: give 2 to {len(positions)}")
-    if not 0 <= fold < folds:
-        raise ValueError(f"fold {fold} of {folds}: give 0 to {folds - 1}")
-    positions = np.asarray(positions, dtype=np.int64)
-    member = np.zeros(len(positions), dtype=np.int64)
-    if scaffolds is None:
-        order = np.random.default_rng(seed).permutation(len(positions))
-        for k, part in enumerate(np.array_split(order, folds)):
-            member[part] = k
-    else:
-        groups: dict[str, list[int]] = defaultdict(list)
-        for index, position in enumerate(positions):
-            groups[scaffolds[position]].append(index)
-        sizes = np.zeros(folds, dtype=np.int64)
-        for members in sorted(groups.values(), key=lambda m: (len(m), -m[0]), reverse=True):
-            target = int(np.argmin(sizes))
-            member[members] = target
-            sizes[target] += len(members)
-    return np.sort(positions[member != fold]), np.sort(positions[member == fold])

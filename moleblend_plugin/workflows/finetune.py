@@ -276,7 +276,7 @@ def finetune(request: FinetuneRequest, say: Callable[[str], None] = print) -> di
               for split in ("valid", "test")}
     result = {
         "input": os.path.abspath(request.input), "output": output, "task_type": task_type,
-        "targets": manifest["targets"], "splits": manifest["splits"], "split": manifest["source"]["options"].get("split", {}),
+        "targets": manifest["targets"], "splits": manifest["splits"], "split": manifest.get("split", {}),
         "num_rejected": manifest["num_rejected"], "rejected_by_reason": manifest["rejected_by_reason"],
         "pretrained": os.path.abspath(request.pretrained) if request.pretrained else "",
         "input_modality": request.input_modality, "seed": request.seed,
