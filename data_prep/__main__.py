@@ -13,7 +13,8 @@ from moleblend_data.shards import verify_dataset
 
 from .build import BuildLocked, BuildOptions, build
 from .sources.base import InputError
-from .sources import PRESETS, CsvSource, Pcqm4mv2Source, Qm9Source, SdfSource, TargetSpec, moleculenet_source
+from .sources import (PRESETS, CsvSource, OgbMoleculeSource, Pcqm4mv2Source, Qm9Source, SdfSource, TargetSpec,
+                      moleculenet_source, ogb_datasets)
 from .sources.qm9 import TEST_SIZE, VALID_SIZE
 
 
@@ -177,6 +178,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--sdf", default=None, help="pcqm4m-v2-train.sdf (default: searched under --root)")
     p.add_argument("--split-file", default=None, help="OGB split_dict.pt (default: pcqm4m-v2/split_dict.pt)")
 
+    p = sources.add_parser("ogb", parents=[common], help="an OGB molecule benchmark (ogbg-molhiv, ogbg-molpcba, "
+                                                        "...) in OGB's raw layout, with OGB's split")
+    p.add_argument("--name", required=True, choices=sorted(ogb_datasets()), metavar="NAME",
+                   help="the OGB dataset name, e.g. ogbg-molhiv; tasks, task type and evaluation metric are "
+                        "those of ogb.graphproppred's master.csv")
+    p.add_argument("--root", required=True,
+                   help="folder holding NAME's folder as OGB lays it out (ogbg_molhiv/mapping/mol.csv.gz and "
+                        "ogbg_molhiv/split/scaffold/{train,valid,test}.csv.gz); nothing is downloaded")
+
     p = sources.add_parser("csv", parents=[common], help="any CSV with a SMILES column")
     p.add_argument("--input", required=True, help="CSV file (.csv or .csv.gz)")
     p.add_argument("--smiles-column", required=True, help="column of the SMILES strings")
@@ -207,6 +217,8 @@ def make_source(args):
         return Qm9Source(args.input, seed=args.seed, valid_size=args.valid_size, test_size=args.test_size)
     if args.source == "pcqm4mv2":
         return Pcqm4mv2Source(args.root, sdf=args.sdf, split_file=args.split_file)
+    if args.source == "ogb":
+        return OgbMoleculeSource(args.name, args.root)
     targets = _target_specs(args.target_columns if args.source == "csv" else args.target_properties,
                             args.target_units, args.task_type)
     if args.source == "csv":

@@ -120,6 +120,7 @@ def test_a_shard_that_is_a_link_is_refused(dataset, tmp_path):
     (lambda m: m["split"].pop("method"), "split.method"),
     (lambda m: m["split"].update(folds=3, fold=3), "split.fold"),
     (lambda m: m["split"].update(folds=1, fold=0), "split.folds"),
+    (lambda m: m["source"].update(ogb={"name": "ogbg-molhiv"}), "source.ogb.eval_metric"),
 ])
 def test_an_edited_manifest_is_one_error_naming_the_field(dataset, change, field):
     edit_manifest(dataset, change)
