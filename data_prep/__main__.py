@@ -13,7 +13,8 @@ from moleblend_data.shards import verify_dataset
 
 from .build import BuildLocked, BuildOptions, build
 from .sources.base import InputError
-from .sources import PRESETS, CsvSource, Pcqm4mv2Source, Qm9Source, SdfSource, TargetSpec, moleculenet_source
+from .sources import (PRESETS, CsvSource, OgbMoleculeSource, Pcqm4mv2Source, Qm9Source, SdfSource, TargetSpec,
+                      moleculenet_source, ogb_datasets)
 from .sources.qm9 import TEST_SIZE, VALID_SIZE
 
 
@@ -80,7 +81,7 @@ def common_parser() -> argparse.ArgumentParser:
     group.add_argument("--largest-fragment", action="store_true",
                        help="keep only the largest fragment of salts and mixtures (default: whole molecule)")
     group.add_argument("--seed", type=_at_least(0), default=0,
-                       help="seed of conformers (plus the row number) and of random splits (default 0)")
+                       help="seed of conformers (plus the row number), of random splits and of folds (default 0)")
     return common
 
 
@@ -91,11 +92,58 @@ def label_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: classification when every label is 0 or 1 (default auto)")
 
 
-def split_arguments(parser, default: str) -> None:
-    parser.add_argument("--split", choices=["random", "scaffold"], default=default,
-                        help=f"random (seeded) or Bemis-Murcko scaffold split (default {default})")
-    parser.add_argument("--split-fractions", type=_fractions, default=(0.8, 0.1, 0.1),
-                        help="train,valid,test fractions (default 0.8,0.1,0.1)")
+DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+
+
+def split_arguments(parser, default: str, field: str) -> None:
+    """The split flags of a generic source; `field` is "column" (csv) or "property" (sdf)."""
+    group = parser.add_argument_group("split")
+    group.add_argument("--split", choices=["random", "scaffold"], default=default,
+                       help=f"random (seeded) or Bemis-Murcko scaffold split (default {default}); with "
+                            f"--split-{field} or --valid-input/--test-input, only how --folds are formed "
+                            "(scaffold: whole scaffold groups per fold)")
+    group.add_argument("--split-fractions", type=_fractions, default=None,
+                       help="train,valid,test fractions of --split random/scaffold (default 0.8,0.1,0.1)")
+    group.add_argument(f"--split-{field}", default=None, metavar="NAME",
+                       help=f"{field} holding each molecule's split: train, valid or test (any case, spaces "
+                            "around ignored; any other value is an error). A split without molecules stays "
+                            "empty: with train and test only, valid is empty unless --folds is given")
+    group.add_argument("--valid-input", default=None, metavar="FILE",
+                       help="file of the valid molecules, laid out as --input (which then holds the train "
+                            "molecules only)")
+    group.add_argument("--test-input", default=None, metavar="FILE",
+                       help=f"file of the test molecules, laid out as --input. Rows are numbered on across "
+                            f"the files (train, valid, test) in rejects.csv. Ids: without --id-{field} an id is "
+                            f"the split and the row in its file ('valid:12'); with --id-{field}, an id in two "
+                            "files is an error")
+    group.add_argument("--folds", type=_at_least(2), default=0, metavar="K",
+                       help="K-fold cross-validation: the molecules outside test (train and valid of the split "
+                            "above) are cut into K folds, seeded with --seed (whole scaffold groups with "
+                            "--split scaffold); needs --fold")
+    group.add_argument("--fold", type=_at_least(0), default=None, metavar="I",
+                       help="which fold (0 to K-1) becomes valid, the other folds train; test is unchanged. "
+                            "Fold I of K is the same in every build with the same molecules, --seed and --split")
+
+
+def split_options(args, field: str) -> dict:
+    """Split keyword arguments of CsvSource / SdfSource from the flags; ValueError on a
+    combination that does not make sense."""
+    given_field = getattr(args, f"split_{field}")
+    files = args.valid_input or args.test_input
+    if given_field and files:
+        raise ValueError(f"--split-{field} and --valid-input/--test-input both give the split: use one")
+    if (given_field or files) and args.split_fractions is not None:
+        raise ValueError(f"--split-fractions applies to --split random/scaffold, not to a split given by "
+                         f"--split-{field} or --valid-input/--test-input")
+    if args.fold is not None and not args.folds:
+        raise ValueError("--fold needs --folds K (the number of folds)")
+    if args.folds and args.fold is None:
+        raise ValueError(f"--folds {args.folds} needs --fold I (0 to {args.folds - 1}): the fold that becomes valid")
+    if args.folds and args.fold >= args.folds:
+        raise ValueError(f"--fold {args.fold} is out of range for --folds {args.folds} (0 to {args.folds - 1})")
+    return {"split": args.split, "fractions": args.split_fractions or DEFAULT_FRACTIONS, "seed": args.seed,
+            f"split_{field}": given_field, "valid_path": args.valid_input, "test_path": args.test_input,
+            "folds": args.folds, "fold": args.fold or 0}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -130,20 +178,29 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--sdf", default=None, help="pcqm4m-v2-train.sdf (default: searched under --root)")
     p.add_argument("--split-file", default=None, help="OGB split_dict.pt (default: pcqm4m-v2/split_dict.pt)")
 
+    p = sources.add_parser("ogb", parents=[common], help="an OGB molecule benchmark (ogbg-molhiv, ogbg-molpcba, "
+                                                        "...) in OGB's raw layout, with OGB's split")
+    p.add_argument("--name", required=True, choices=sorted(ogb_datasets()), metavar="NAME",
+                   help="the OGB dataset name, e.g. ogbg-molhiv; tasks, task type and evaluation metric are "
+                        "those of ogb.graphproppred's master.csv")
+    p.add_argument("--root", required=True,
+                   help="folder holding NAME's folder as OGB lays it out (ogbg_molhiv/mapping/mol.csv.gz and "
+                        "ogbg_molhiv/split/scaffold/{train,valid,test}.csv.gz); nothing is downloaded")
+
     p = sources.add_parser("csv", parents=[common], help="any CSV with a SMILES column")
     p.add_argument("--input", required=True, help="CSV file (.csv or .csv.gz)")
     p.add_argument("--smiles-column", required=True, help="column of the SMILES strings")
     p.add_argument("--target-columns", type=_names, default=[], help="comma-separated label columns")
     label_arguments(p)
     p.add_argument("--id-column", default=None, help="column of molecule ids (default: row number)")
-    split_arguments(p, "random")
+    split_arguments(p, "random", "column")
 
     p = sources.add_parser("sdf", parents=[common], help="any SDF file (its 3D coordinates are kept)")
     p.add_argument("--input", required=True, help="SDF file (.sdf or .sdf.gz)")
     p.add_argument("--target-properties", type=_names, default=[], help="comma-separated data fields used as labels")
     label_arguments(p)
     p.add_argument("--id-property", default=None, help="data field of molecule ids (default: record title)")
-    split_arguments(p, "random")
+    split_arguments(p, "random", "property")
     return parser
 
 
@@ -160,13 +217,14 @@ def make_source(args):
         return Qm9Source(args.input, seed=args.seed, valid_size=args.valid_size, test_size=args.test_size)
     if args.source == "pcqm4mv2":
         return Pcqm4mv2Source(args.root, sdf=args.sdf, split_file=args.split_file)
+    if args.source == "ogb":
+        return OgbMoleculeSource(args.name, args.root)
     targets = _target_specs(args.target_columns if args.source == "csv" else args.target_properties,
                             args.target_units, args.task_type)
     if args.source == "csv":
         return CsvSource(args.input, args.smiles_column, targets, id_column=args.id_column,
-                         split=args.split, fractions=args.split_fractions, seed=args.seed)
-    return SdfSource(args.input, targets, id_property=args.id_property, split=args.split,
-                     fractions=args.split_fractions, seed=args.seed)
+                         **split_options(args, "column"))
+    return SdfSource(args.input, targets, id_property=args.id_property, **split_options(args, "property"))
 
 
 def summary(manifest: dict, output: str) -> str:

@@ -196,6 +196,7 @@ def _build(source: Source, options: BuildOptions) -> dict:
     featurize = options.featurize
     fingerprint = {"format_version": FORMAT_VERSION, "featurization_version": FEATURIZATION_VERSION,
                    "source": source.name, "files": files, "options": source.describe(),
+                   "split": source.split_description(), **source.source_fields(),
                    "featurize": asdict(featurize), "limit": options.limit,
                    "targets": [asdict(t) for t in source.targets()]}
     work = os.path.join(output, WORK_DIR)
@@ -331,9 +332,10 @@ def _finalize(source: Source, options: BuildOptions, journal: Journal, fingerpri
         "rejected_by_reason": rejected_by_reason,
         "splits": {name: int(len(p)) for name, p in splits.items()},
         "split_ranges": split_ranges,
+        "split": source.split_description(),
         "targets": target_entries,
         "source": {"type": source.name, "files": fingerprint["files"], "options": source.describe(),
-                   **({"limit": options.limit} if options.limit else {})},
+                   **source.source_fields(), **({"limit": options.limit} if options.limit else {})},
         "featurization": {"atom_features": "ogb", "bond_features": "ogb",
                           "with_hydrogens": featurize.with_hydrogens,
                           "num_conformers": featurize.num_conformers,

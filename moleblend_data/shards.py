@@ -274,7 +274,39 @@ def validate_manifest(manifest, path: str) -> dict:
         if _check_int(path, f"{field}.num_records", shard["num_records"]) != wanted:
             raise _manifest_error(path, f"{field}.num_records", f"expected {wanted}, found {shard['num_records']}")
         _check_int(path, f"{field}.bytes", shard["bytes"], 1)
+    _validate_split(manifest, path)
+    _validate_ogb(manifest, path)
     return manifest
+
+
+def _validate_split(manifest: dict, path: str) -> None:
+    """`split` (how the splits were made; absent from older manifests): an object with a
+    method, and a fold within its number of folds when the valid split is a fold."""
+    if "split" not in manifest:
+        return
+    split = manifest["split"]
+    if not isinstance(split, dict):
+        raise _manifest_error(path, "split", f"expected an object, found {split!r}")
+    if split and not isinstance(split.get("method"), str):
+        raise _manifest_error(path, "split.method", f"expected a string, found {split.get('method')!r}")
+    if "folds" in split or "fold" in split:
+        folds = _check_int(path, "split.folds", split.get("folds"), 2)
+        fold = _check_int(path, "split.fold", split.get("fold"))
+        if fold >= folds:
+            raise _manifest_error(path, "split.fold", f"fold {fold} of {folds} folds (0 to {folds - 1})")
+
+
+def _validate_ogb(manifest: dict, path: str) -> None:
+    """`source.ogb` (datasets of OGB's benchmarks): the names OGB's Evaluator is called with."""
+    source = manifest.get("source")
+    if not isinstance(source, dict) or "ogb" not in source:
+        return
+    ogb = source["ogb"]
+    if not isinstance(ogb, dict):
+        raise _manifest_error(path, "source.ogb", f"expected an object, found {ogb!r}")
+    for key in ("name", "eval_metric"):
+        if not isinstance(ogb.get(key), str):
+            raise _manifest_error(path, f"source.ogb.{key}", f"expected a string, found {ogb.get(key)!r}")
 
 
 def read_manifest(data_dir: str) -> dict:

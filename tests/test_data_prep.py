@@ -273,7 +273,7 @@ def test_interrupted_build_resumes_to_the_same_shards(tmp_path, monkeypatch):
 def test_every_flag_documented():
     parser = make_parser()
     subparsers = next(a for a in parser._actions if a.choices and isinstance(a.choices, dict))
-    assert set(subparsers.choices) == {"moleculenet", "qm9", "pcqm4mv2", "csv", "sdf", "verify"}
+    assert set(subparsers.choices) == {"moleculenet", "qm9", "pcqm4mv2", "ogb", "csv", "sdf", "verify"}
     for name, sub in subparsers.choices.items():
         if name == "verify":
             continue

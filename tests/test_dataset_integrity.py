@@ -116,12 +116,22 @@ def test_a_shard_that_is_a_link_is_refused(dataset, tmp_path):
     (lambda m: m.pop("split_ranges"), "split_ranges"),
     (lambda m: m.update(num_molecules="40"), "num_molecules"),
     (lambda m: m["shards"][0].update(num_records=9), "shards[0].num_records"),
+    (lambda m: m.update(split="random"), "split"),
+    (lambda m: m["split"].pop("method"), "split.method"),
+    (lambda m: m["split"].update(folds=3, fold=3), "split.fold"),
+    (lambda m: m["split"].update(folds=1, fold=0), "split.folds"),
+    (lambda m: m["source"].update(ogb={"name": "ogbg-molhiv"}), "source.ogb.eval_metric"),
 ])
 def test_an_edited_manifest_is_one_error_naming_the_field(dataset, change, field):
     edit_manifest(dataset, change)
     with pytest.raises(ManifestError) as error:
         MoleculeShards(str(dataset), "train")
     assert "manifest.json" in str(error.value) and field in str(error.value)
+
+
+def test_a_manifest_from_before_the_split_field_still_loads(dataset):
+    edit_manifest(dataset, lambda m: m.pop("split"))
+    assert len(MoleculeShards(str(dataset), "train")) == 24
 
 
 def test_invalid_json_names_the_file(dataset):

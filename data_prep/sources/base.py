@@ -214,5 +214,14 @@ class Source:
         raise NotImplementedError
 
     def describe(self) -> dict:
-        """Source options recorded in the manifest."""
+        """Source options recorded in the manifest (`source.options`)."""
+        return {}
+
+    def split_description(self) -> dict:
+        """How the split was made, recorded in the manifest (`split`): its method and what
+        it depends on (fractions, seed, the user's column or files, folds)."""
+        return {}
+
+    def source_fields(self) -> dict:
+        """Further fields of the manifest's `source` (the benchmark a source stands for)."""
         return {}

@@ -86,5 +86,7 @@ class Pcqm4mv2Source(Source):
         return result
 
     def describe(self):
-        return {"geometry": "pcqm4m-v2-train.sdf" if self.sdf_path else "none",
-                "split": {"method": "ogb", "file": os.path.basename(self.split_path)}}
+        return {"geometry": "pcqm4m-v2-train.sdf" if self.sdf_path else "none"}
+
+    def split_description(self):
+        return {"method": "ogb", "file": os.path.basename(self.split_path)}

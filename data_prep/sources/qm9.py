@@ -116,8 +116,10 @@ class Qm9Source(Source):
         return random_split(len(rows), self.seed, valid_size=self.valid_size, test_size=self.test_size)
 
     def describe(self):
-        return {"layout": self.layout, "split": {"method": "random", "seed": self.seed,
-                                                 "valid_size": self.valid_size, "test_size": self.test_size}}
+        return {"layout": self.layout}
+
+    def split_description(self):
+        return {"method": "random", "seed": self.seed, "valid_size": self.valid_size, "test_size": self.test_size}
 
 
 def read_uncharacterized(path: str) -> list[int]:
