@@ -4,10 +4,12 @@
 
 The metrics are the ones validation logs during fine-tuning (criterion
 `moleblend_finetune`), computed over the whole split at once:
-- classification: `auc`, ROC-AUC averaged over the targets whose labelled molecules hold
-  both classes (OGB's rule; missing labels ignored), and `auc_<target>` per target;
-- regression, in the targets' original units: `mae` and `rmse` over all labelled
-  (molecule, target) entries, and `mae_<target>`, `rmse_<target>` per target.
+- classification: `auc` (ROC-AUC) and `prc_auc` (average precision), averaged over the
+  targets whose labelled molecules hold both classes (OGB's rule; missing labels
+  ignored), and `auc_<target>`, `prc_auc_<target>` per target;
+- regression, in the targets' original units: `mae`, `rmse` and `r2` over all labelled
+  (molecule, target) entries, and `mae_<target>`, `rmse_<target>`, `r2_<target>`;
+- a dataset built from OGB's files (`data_prep ogb`): `ogb_<metric>`, OGB's own Evaluator.
 For a PCQM4Mv2 HOMO-LUMO gap model, `ogb_pcqm4mv2_mae` is OGB's own
 `PCQM4Mv2Evaluator` on the same predictions (eV). Molecules are read as validation reads
 them: the first stored conformer, targets taken by name from the dataset's manifest.
@@ -16,14 +18,13 @@ import argparse
 import csv
 import json
 import logging
-import math
 import sys
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 
-from .criterions.property_metrics import mean_roc_auc, metric_key
+from .criterions.property_metrics import split_scores
 from moleblend_data.featurize import check_featurization_version
 from .data.molecule_dataset import MoleculeDataset
 from moleblend_data.shards import MoleculeShards
@@ -35,34 +36,10 @@ logger = logging.getLogger(__name__)
 PCQM4MV2_TARGET = "homolumogap"
 
 
-def _number(value) -> Optional[float]:
-    """JSON has no NaN: a metric that is not defined is null."""
-    value = float(value)
-    return None if math.isnan(value) else value
-
-
 def score_predictions(task_type: str, labels: np.ndarray, predictions: np.ndarray,
-                      names: List[str]) -> Dict[str, Optional[float]]:
-    """Validation's metrics of a whole split. labels and predictions: [n, targets] in
-    original units (predictions are probabilities for classification); NaN labels are skipped."""
-    labels = np.asarray(labels, dtype=np.float64).reshape(len(labels), -1)
-    predictions = np.asarray(predictions, dtype=np.float64).reshape(len(predictions), -1)
-    labelled = ~np.isnan(labels)
-    scores: Dict[str, Optional[float]] = {}
-    if task_type == "classification":
-        scores["auc"] = _number(mean_roc_auc(labels, predictions))
-        for k, name in enumerate(names):
-            scores[f"auc_{metric_key(name)}"] = _number(mean_roc_auc(labels[:, k:k + 1], predictions[:, k:k + 1]))
-        return scores
-    error = np.where(labelled, predictions - np.nan_to_num(labels), 0.0)
-    count = labelled.sum()
-    scores["mae"] = _number(np.abs(error).sum() / count) if count else None
-    scores["rmse"] = _number(math.sqrt((error ** 2).sum() / count)) if count else None
-    for k, name in enumerate(names):
-        n = labelled[:, k].sum()
-        scores[f"mae_{metric_key(name)}"] = _number(np.abs(error[:, k]).sum() / n) if n else None
-        scores[f"rmse_{metric_key(name)}"] = _number(math.sqrt((error[:, k] ** 2).sum() / n)) if n else None
-    return scores
+                      names: List[str], ogb: Optional[dict] = None) -> Dict[str, Optional[float]]:
+    """Validation's metrics of a whole split (property_metrics.split_scores)."""
+    return split_scores(task_type, labels, predictions, names, ogb)
 
 
 def pcqm4mv2_mae(labels: np.ndarray, predictions: np.ndarray) -> Optional[float]:
@@ -126,7 +103,8 @@ def evaluate(checkpoint_path: str, data: str, split: str = "test", batch_size: i
         raise UserError(f"split {split!r} of {data} holds no molecules: nothing to evaluate")
     ids, smiles, labels, predictions = predict_split(checkpoint, dataset, batch_size, device, progress)
     names = [t.name for t in checkpoint.targets]
-    metrics = score_predictions(checkpoint.task_type, labels, predictions, names)
+    ogb = dataset.shards.manifest.get("source", {}).get("ogb")
+    metrics = score_predictions(checkpoint.task_type, labels, predictions, names, ogb)
     if checkpoint.source_type == "pcqm4mv2" and names == [PCQM4MV2_TARGET]:
         metrics["ogb_pcqm4mv2_mae"] = pcqm4mv2_mae(labels, predictions)
     if predictions_csv:

@@ -119,3 +119,12 @@ def pretrain_checkpoint() -> str:
                    "--optimizer", "adam", "--lr", "1e-3", "--max-update", "6", "--save-dir", save_dir,
                    "--no-epoch-checkpoints", "--no-progress-bar", "--seed", "5"])
     return os.path.join(save_dir, "checkpoint_last.pt")
+
+
+@lru_cache(maxsize=None)
+def ogb_dataset(name: str) -> str:
+    """An OGB benchmark fixture in OGB's raw layout (tests/fixtures/ogb), official split, 2D."""
+    out = os.path.join(workdir(), name)
+    assert data_prep(["ogb", "--name", name, "--root", os.path.join(FIXTURES, "ogb"), "--output", out,
+                      "--conformers", "0", "--quiet"]) == 0
+    return out

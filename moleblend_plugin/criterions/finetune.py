@@ -1,9 +1,11 @@
 """Criterion `moleblend_finetune`: masked multi-task BCE, or regression on standardized targets.
 
 Classification: binary cross-entropy over the labelled (non-NaN) entries only; validation
-reports ROC-AUC over the split (tasks with both classes, as OGB). Regression: MSE or L1
-on (y - mean) / std with the train-split statistics; MAE and RMSE are reported in the
-targets' original units (overall and per target).
+reports ROC-AUC and average precision over the whole split (targets with both classes,
+as OGB). Regression: MSE or L1 on (y - mean) / std with the train-split statistics; MAE
+and RMSE (training and validation) and R² (validation) in the targets' original units.
+With 2+ targets, validation adds each metric per target; an OGB dataset adds OGB's own
+`Evaluator` metric (`ogb_rocauc`, `ogb_ap`, `ogb_rmse`). See `property_metrics`.
 """
 import math
 from dataclasses import dataclass, field
@@ -14,7 +16,7 @@ from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from .property_metrics import RocAucMeter, metric_key
+from .property_metrics import SplitPredictionsMeter, metric_key, split_metric_names
 
 
 @dataclass
@@ -29,6 +31,10 @@ def standardize(values: torch.Tensor, mean, std) -> torch.Tensor:
 
 def destandardize(values: torch.Tensor, mean, std) -> torch.Tensor:
     return values * values.new_tensor(std) + values.new_tensor(mean)
+
+
+def _rounded(value) -> float:
+    return float("nan") if value is None else round(value, 4)
 
 
 @register_criterion("moleblend_finetune", dataclass=FinetuneCriterionConfig)
@@ -48,9 +54,7 @@ class FinetuneCriterion(FairseqCriterion):
         if self.task.task_type == "classification":
             per_entry = F.binary_cross_entropy_with_logits(
                 prediction[labelled], targets[labelled], reduction="none")
-            if not model.training:
-                log["auc_labels"] = targets.cpu().numpy()
-                log["auc_scores"] = torch.sigmoid(prediction).detach().cpu().numpy()
+            values = torch.sigmoid(prediction)
         else:
             mean, std = self.task.target_mean, self.task.target_std
             error = prediction - standardize(torch.nan_to_num(targets), mean, std)
@@ -62,6 +66,13 @@ class FinetuneCriterion(FairseqCriterion):
             log["target_abs_error"] = original.abs().sum(0).tolist()
             log["target_labels"] = labelled.sum(0).tolist()
             log["target_names"] = [t["name"] for t in self.task.targets]
+            values = destandardize(prediction, mean, std)
+        if not model.training:  # the whole split is scored at once (property_metrics)
+            log["split_labels"] = targets.cpu().numpy()
+            log["split_predictions"] = values.detach().cpu().numpy()
+            log["task_type"] = self.task.task_type
+            log["split_target_names"] = [t["name"] for t in self.task.targets]
+            log["ogb"] = getattr(self.task, "ogb", None)
         loss = per_entry.sum() / count.clamp(min=1)
         log["loss"] = loss.item()
         return loss, 1, log
@@ -85,9 +96,16 @@ class FinetuneCriterion(FairseqCriterion):
                     if n:
                         err = sum(log["target_abs_error"][k] for log in logging_outputs if "target_abs_error" in log)
                         metrics.log_scalar(f"mae_{metric_key(name)}", err / n, n, round=4)
-        for log in logging_outputs:
-            if "auc_labels" in log:
-                metrics.log_custom(RocAucMeter, "auc", log["auc_labels"], log["auc_scores"])
+        collected = [log for log in logging_outputs if "split_labels" in log]
+        for log in collected:
+            metrics.log_custom(SplitPredictionsMeter, "_split_predictions", log["split_labels"],
+                               log["split_predictions"], log["task_type"], log["split_target_names"], log["ogb"])
+        if collected:
+            first = collected[0]
+            logged = {"mae", "rmse"} | {f"mae_{metric_key(n)}" for n in first["split_target_names"]}
+            for name in split_metric_names(first["task_type"], first["split_target_names"], first["ogb"]):
+                if name not in logged:  # mae and rmse come from the sums above, as in training
+                    metrics.log_derived(name, lambda meters, name=name: _rounded(meters["_split_predictions"].scores.get(name)))
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

@@ -1,55 +1,44 @@
-"""Whole-split metrics for property prediction.
+"""Whole-split metrics for property prediction, shared by validation and `evaluate`.
 
-ROC-AUC cannot be averaged over batches, so validation collects every prediction in a
-fairseq meter and scores the split at once.
+ROC-AUC, average precision and R² cannot be averaged over batches, so validation collects
+every prediction of the split in one fairseq meter and scores the split at once, with the
+same function (`split_scores`) that `python -m moleblend_plugin.evaluate` uses.
 """
+import logging
+import math
 import re
-from typing import List
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from fairseq.logging.meters import Meter
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+logger = logging.getLogger(__name__)
 
 
-def mean_roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC-AUC averaged over the tasks whose labelled rows hold both classes (OGB's rule);
-    NaN labels are ignored. NaN when no task has both classes."""
+def _per_target_mean(labels: np.ndarray, scores: np.ndarray, score) -> float:
+    """`score` averaged over the targets whose labelled rows hold both classes (OGB's rule);
+    NaN labels are ignored. NaN when no target has both classes."""
     labels = np.asarray(labels, dtype=np.float64).reshape(len(labels), -1)
     scores = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
-    aucs = []
+    values = []
     for task in range(labels.shape[1]):
         labelled = ~np.isnan(labels[:, task])
         y = labels[labelled, task]
         if y.size and 0 < y.sum() < y.size:
-            aucs.append(roc_auc_score(y, scores[labelled, task]))
-    return float(np.mean(aucs)) if aucs else float("nan")
+            values.append(score(y, scores[labelled, task]))
+    return float(np.mean(values)) if values else float("nan")
 
 
-class RocAucMeter(Meter):
-    """Collects (labels, scores) of every batch; its value is the split's mean ROC-AUC."""
+def mean_roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC averaged over the targets with both classes (NaN labels ignored)."""
+    return _per_target_mean(labels, scores, roc_auc_score)
 
-    def __init__(self):
-        self.labels: List[np.ndarray] = []
-        self.scores: List[np.ndarray] = []
 
-    def reset(self):
-        self.labels, self.scores = [], []
-
-    def update(self, labels, scores):
-        self.labels.append(np.asarray(labels, dtype=np.float32))
-        self.scores.append(np.asarray(scores, dtype=np.float32))
-
-    def state_dict(self):
-        return {}  # a split's predictions are not worth keeping in checkpoints
-
-    def load_state_dict(self, state_dict):
-        self.reset()
-
-    @property
-    def smoothed_value(self) -> float:
-        if not self.labels:
-            return float("nan")
-        return round(mean_roc_auc(np.concatenate(self.labels), np.concatenate(self.scores)), 4)
+def mean_average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision (area under the precision-recall curve, sklearn's step-wise
+    definition, as OGB) averaged over the targets with both classes."""
+    return _per_target_mean(labels, scores, average_precision_score)
 
 
 def metric_key(target_name: str) -> str:
@@ -59,3 +48,118 @@ def metric_key(target_name: str) -> str:
     original names stay in the manifest and in the reports."""
     key = re.sub(r"[^0-9a-z]+", "_", target_name.lower()).strip("_")
     return key or "target"
+
+
+def _number(value) -> Optional[float]:
+    """JSON has no NaN: a metric that is not defined is None."""
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _regression(labels: np.ndarray, predictions: np.ndarray) -> Dict[str, Optional[float]]:
+    """mae, rmse and R² over the labelled entries of [n, k] arrays (pooled over targets)."""
+    labelled = ~np.isnan(labels)
+    count = int(labelled.sum())
+    if not count:
+        return {"mae": None, "rmse": None, "r2": None}
+    y, error = labels[labelled], predictions[labelled] - labels[labelled]
+    total = float(((y - y.mean()) ** 2).sum())
+    return {"mae": float(np.abs(error).mean()), "rmse": math.sqrt(float((error ** 2).mean())),
+            # R² = 1 - SS_res / SS_tot; undefined when every label is the same
+            "r2": 1.0 - float((error ** 2).sum()) / total if total > 0 else None}
+
+
+def ogb_score(name: str, labels: np.ndarray, predictions: np.ndarray) -> Optional[float]:
+    """OGB's own `Evaluator(name)` metric of an `ogbg-mol*` dataset: ROC-AUC, average
+    precision or RMSE (averaged over tasks), or None when it is not defined here (too few
+    classes, or not every task of the dataset predicted)."""
+    from ogb.graphproppred import Evaluator
+
+    evaluator = Evaluator(name)
+    if labels.shape[1] != evaluator.num_tasks:
+        return None
+    try:
+        result = evaluator.eval({"y_true": labels, "y_pred": predictions})
+    except RuntimeError as error:  # OGB: no task with both classes
+        logger.debug("OGB evaluator %s: %s", name, error)
+        return None
+    return _number(result[evaluator.eval_metric])
+
+
+def split_scores(task_type: str, labels, predictions, names: Sequence[str],
+                 ogb: Optional[dict] = None) -> Dict[str, Optional[float]]:
+    """The metrics of a whole split; labels and predictions [n, targets] in original units
+    (predictions are probabilities for classification), NaN labels skipped.
+
+    classification: auc, prc_auc (and auc_<target>, prc_auc_<target>);
+    regression: mae, rmse, r2 (and mae_<target>, rmse_<target>, r2_<target>);
+    with `ogb` ({"name": "ogbg-molhiv", "eval_metric": "rocauc"}): ogb_<eval_metric>.
+    Per-target metrics come with every target; a metric that is not defined is None."""
+    labels = np.asarray(labels, dtype=np.float64).reshape(len(labels), -1)
+    predictions = np.asarray(predictions, dtype=np.float64).reshape(len(predictions), -1)
+    scores: Dict[str, Optional[float]] = {}
+    if task_type == "classification":
+        scores["auc"] = _number(mean_roc_auc(labels, predictions))
+        scores["prc_auc"] = _number(mean_average_precision(labels, predictions))
+        for k, name in enumerate(names):
+            column = (labels[:, k:k + 1], predictions[:, k:k + 1])
+            scores[f"auc_{metric_key(name)}"] = _number(mean_roc_auc(*column))
+            scores[f"prc_auc_{metric_key(name)}"] = _number(mean_average_precision(*column))
+    else:
+        scores.update(_regression(labels, predictions))
+        for k, name in enumerate(names):
+            for metric, value in _regression(labels[:, k:k + 1], predictions[:, k:k + 1]).items():
+                scores[f"{metric}_{metric_key(name)}"] = value
+    if ogb:
+        scores[f"ogb_{ogb['eval_metric']}"] = ogb_score(ogb["name"], labels, predictions)
+    return scores
+
+
+class SplitPredictionsMeter(Meter):
+    """Collects (labels, predictions) of every validation batch; `scores` are the split's
+    metrics (computed once per split), which derived meters report one by one."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.labels: List[np.ndarray] = []
+        self.predictions: List[np.ndarray] = []
+        self.task_type, self.names, self.ogb = "regression", [], None
+        self._scores = None
+
+    def update(self, labels, predictions, task_type, names, ogb=None):
+        self.labels.append(np.asarray(labels, dtype=np.float32))
+        self.predictions.append(np.asarray(predictions, dtype=np.float32))
+        self.task_type, self.names, self.ogb = task_type, list(names), ogb
+        self._scores = None
+
+    @property
+    def scores(self) -> Dict[str, Optional[float]]:
+        if self._scores is None:
+            if not self.labels:
+                return {}
+            self._scores = split_scores(self.task_type, np.concatenate(self.labels),
+                                        np.concatenate(self.predictions), self.names, self.ogb)
+        return self._scores
+
+    def state_dict(self):
+        return {}  # a split's predictions are not worth keeping in checkpoints
+
+    def load_state_dict(self, state_dict):
+        self.reset()
+
+    @property
+    def smoothed_value(self) -> float:
+        return float("nan")  # its name starts with "_": never logged itself
+
+
+def split_metric_names(task_type: str, names: Sequence[str], ogb: Optional[dict]) -> List[str]:
+    """The metrics validation logs from `split_scores`, one derived meter each; per-target
+    ones only with 2+ targets (with one they repeat the overall metric)."""
+    if task_type == "classification":
+        base = ["auc", "prc_auc"]
+    else:
+        base = ["mae", "rmse", "r2"]
+    per_target = [f"{metric}_{metric_key(name)}" for name in names for metric in base] if len(names) > 1 else []
+    return base + per_target + ([f"ogb_{ogb['eval_metric']}"] if ogb else [])

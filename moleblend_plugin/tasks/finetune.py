@@ -42,6 +42,8 @@ class FinetuneTask(MoleculeTask):
         if self.task_type == "regression" and not np.all(self.target_std > 0):
             raise UserError(f"{cfg.data}: a regression target has no train-split spread (std 0): {wanted}")
         logger.info("fine-tuning on %d %s target(s): %s", len(wanted), self.task_type, ", ".join(wanted))
+        # A dataset built from OGB's files is also scored with OGB's own Evaluator.
+        self.ogb = self.manifest.get("source", {}).get("ogb")
         # Saved in checkpoints (fairseq's task_state) beside the featurization, so that a
         # fine-tuned model predicts in original units without its prepared dataset.
         self.state.merge_state_dict({
