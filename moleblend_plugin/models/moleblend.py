@@ -18,6 +18,7 @@ from fairseq.utils import safe_getattr
 from ..checkpoints.encoder_shape import SHAPE_FIELDS, apply_checkpoint_shape, checkpoint_encoder_shape
 from ..checkpoints.key_maps import LAYOUTS, OUTPUT_LAYER_POLICIES, map_state_dict, model_state
 from ..checkpoints.safe_loading import load_checkpoint_file
+from ..errors import UserError
 from moleblend_data.relations import MULTI_HOP_MAX_DIST
 from ..modules import relation_mixing as mixing
 from ..modules.encoder_layer import LAYER_NORM_EPS
@@ -58,6 +59,10 @@ class MoleBlendConfig(FairseqDataclass):
     input_modality: ChoiceEnum(list(INPUT_MODALITIES)) = field(
         default="2d", metadata={"help": "fine-tuning input: 2d (SPD + edge biases), 3d (3D bias), 2d+3d (all three summed)"})
     readout: ChoiceEnum(["graph_token", "mean"]) = field(default="graph_token", metadata={"help": "molecule representation for prediction"})
+    freeze_layers: int = field(
+        default=0, metadata={"help": "freeze the input embeddings (atom features, graph token, SPD / edge / 3D relation "
+                                     "encoders, embedding LayerNorm) and the first N encoder layers: their weights get "
+                                     "no gradient and are not in the optimizer (default 0: nothing frozen)"})
     init_from_checkpoint: str = field(
         default="", metadata={"help": "start from the weights of this Graphormer, Transformer-M or MoleBlend checkpoint "
                                       "(mapped by key; see docs/checkpoints.md); new modules are initialised fresh. The "
@@ -160,6 +165,17 @@ class MoleBlendEncoder(nn.Module):
         return {"prediction": self.head(graph), "graph_state": graph}
 
 
+def freeze_encoder(encoder, num_layers: int) -> None:
+    """No gradient for the input embeddings and the first `num_layers` layers (fairseq's
+    optimizer takes only parameters that require one)."""
+    if not 0 <= num_layers <= len(encoder.layers):
+        count = len(encoder.layers)
+        raise UserError(f"--freeze-layers {num_layers}: the encoder has {count} layer{'s' if count != 1 else ''}")
+    embeddings = [encoder.atom_feature, encoder.molecule_attn_bias, encoder.molecule_3d_bias, encoder.emb_layer_norm]
+    for module in embeddings + list(encoder.layers[:num_layers]):
+        module.requires_grad_(False)
+
+
 @register_model("moleblend", dataclass=MoleBlendConfig)
 class MoleBlendModel(BaseFairseqModel):
     def __init__(self, cfg: MoleBlendConfig, encoder: MoleBlendEncoder):
@@ -178,8 +194,12 @@ class MoleBlendModel(BaseFairseqModel):
             # Applied once: the checkpoints this run saves hold these weights, so rebuilding the model from
             # their configuration (evaluation, inference) must not need the file again.
             cfg.init_from_checkpoint = ""
-        logger.info("%s: %.2fM parameters (pretraining=%s)", cls.__name__,
-                    sum(p.numel() for p in model.parameters()) / 1e6, pretraining)
+        if cfg.freeze_layers:
+            freeze_encoder(model.encoder.molecule_encoder, int(cfg.freeze_layers))
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        logger.info("%s: %.2fM parameters, %.2fM trainable, %.2fM frozen (pretraining=%s)", cls.__name__,
+                    total / 1e6, trainable / 1e6, (total - trainable) / 1e6, pretraining)
         return model
 
     def forward(self, batch, **unused):

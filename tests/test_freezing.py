@@ -1,0 +1,46 @@
+"""Fine-tuning with the input embeddings and the first N encoder layers frozen."""
+import os
+
+import pytest
+import torch
+
+from finetune_runs import PLUGIN_DIR, bbbp_dataset, fairseq_train, finetune, qm9_dataset
+from moleblend_plugin.checkpoints.safe_loading import load_checkpoint_file
+from moleblend_plugin.errors import UserError
+
+EMBEDDINGS = ("atom_feature.", "molecule_attn_bias.", "molecule_3d_bias.", "emb_layer_norm.")
+
+
+def _pretrained_two_layers(save_dir):
+    fairseq_train([qm9_dataset(), "--user-dir", PLUGIN_DIR, "--task", "moleblend_pretrain",
+                   "--criterion", "moleblend_pretrain", "--arch", "moleblend_tiny", "--encoder-layers", "2", "--cpu",
+                   "--num-workers", "0", "--batch-size", "8", "--required-batch-size-multiple", "1",
+                   "--optimizer", "adam", "--lr", "1e-3", "--max-update", "2", "--save-dir", save_dir,
+                   "--no-epoch-checkpoints", "--no-progress-bar", "--seed", "5"])
+    return os.path.join(save_dir, "checkpoint_last.pt")
+
+
+def _trunk(state):
+    prefix = "encoder.molecule_encoder."
+    return {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
+
+
+def test_frozen_weights_stay_bitwise_and_the_rest_trains(tmp_path):
+    pretrained = _pretrained_two_layers(str(tmp_path / "pretrain"))
+    start = _trunk(load_checkpoint_file(pretrained))
+    tuned = finetune(bbbp_dataset(), str(tmp_path / "ft"), "--encoder-layers", "2", "--input-modality", "2d",
+                     "--finetune-from-model", pretrained, "--freeze-layers", "1", "--max-epoch", "2",
+                     "--best-checkpoint-metric", "loss", "--weight-decay", "0.1")
+    end = _trunk(load_checkpoint_file(tuned))
+    frozen = [k for k in start if k.startswith(EMBEDDINGS) or k.startswith("layers.0.")]
+    trained = [k for k in start if k.startswith("layers.1.")]
+    assert frozen and trained
+    for key in frozen:  # weight decay included: frozen weights are not in the optimizer
+        assert torch.equal(start[key], end[key]), key
+    assert any(not torch.equal(start[k], end[k]) for k in trained if k.endswith("weight"))
+
+
+def test_freezing_more_layers_than_the_encoder_has_is_one_line(tmp_path):
+    with pytest.raises(UserError, match="--freeze-layers 3: the encoder has 1 layer$"):
+        finetune(bbbp_dataset(), str(tmp_path / "ft"), "--input-modality", "2d", "--freeze-layers", "3",
+                 "--max-epoch", "1")
