@@ -100,3 +100,43 @@ def test_python_api_fits_a_dataframe_and_predicts(tmp_path):
 def test_missing_targets_are_refused_before_anything_runs(tmp_path):
     with pytest.raises(UserError, match="label column"):
         finetune(FinetuneRequest(input=ESOL, output=str(tmp_path), target_columns=[]))
+
+
+def test_prep_evaluate_and_predict_subcommands_run_their_tools(esol_run, tmp_path):
+    output, _ = esol_run
+    built = tmp_path / "esol"
+    moleblend("prep", "moleculenet", "--dataset", "esol", "--input", ESOL, "--output", str(built), "--conformers", "0",
+              "--quiet")
+    assert (built / "manifest.json").exists()
+    checkpoint = os.path.join(output, "checkpoints", "checkpoint_best.pt")
+    scored = moleblend("evaluate", checkpoint, "--data", os.path.join(output, "data"), "--split", "test", "--quiet")
+    recorded = json.load(open(os.path.join(output, "metrics.json")))["test"]
+    assert json.loads(scored.stdout)["metrics"]["rmse"] == pytest.approx(recorded["rmse"], rel=1e-6)
+    (tmp_path / "new.smi").write_text("CCO ethanol\nnot_a_smiles bad\n")
+    moleblend("predict", checkpoint, "--input", str(tmp_path / "new.smi"), "--output", str(tmp_path / "p.csv"),
+              "--quiet")
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert table["id"].tolist() == ["ethanol", "bad"] and table["error"].isna().tolist() == [True, False]
+
+
+def test_pretrain_subcommand_trains_validates_and_reruns_safely(tmp_path):
+    from finetune_runs import qm9_dataset
+
+    flags = [qm9_dataset(), "--output", str(tmp_path / "p"), "--arch", "moleblend_tiny", "--max-update", "4",
+             "--validate-every", "2", "--batch-size", "8", "--device", "cpu", "--train-args=--encoder-layers 1"]
+    first = moleblend("pretrain", *flags)
+    assert "update 2/4: valid loss" in first.stdout and "update 4/4: valid loss" in first.stdout
+    assert (tmp_path / "p" / "checkpoints" / "checkpoint_best.pt").exists()
+    assert "already done" in moleblend("pretrain", *flags).stdout
+    missing = moleblend("pretrain", str(tmp_path / "nothing"), "--output", str(tmp_path / "q"), check=False)
+    assert missing.returncode != 0 and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_an_empty_split_is_one_line(tmp_path):
+    table = pd.read_csv(ESOL).head(40).assign(part="train")
+    table.loc[:4, "part"] = "test"
+    table.to_csv(tmp_path / "data.csv", index=False)
+    done = moleblend("finetune", "--input", str(tmp_path / "data.csv"), "--target-columns", TARGET,
+                     "--split-column", "part", "--output", str(tmp_path / "run"), check=False)
+    assert done.returncode != 0 and "the valid split" in done.stderr and "is empty" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -180,7 +180,7 @@ def _prepare_data(request: FinetuneRequest, data_dir: str, command: List[str], s
     errors = io.StringIO()
     prep_log = logging.getLogger("data_prep")
     level = prep_log.level
-    prep_log.setLevel(logging.WARNING)  # the summary below says what the build made
+    prep_log.setLevel(logging.ERROR)  # the summary and the checks below say what the build made
     with contextlib.redirect_stderr(errors):  # data_prep reports a bad input as "error: ..." on stderr
         try:
             status = data_prep_main(command[3:] + (["--overwrite"] if request.overwrite else []))
