@@ -5,15 +5,19 @@ allow-lists the classes fairseq checkpoints contain, so that fairseq's own resum
 under torch's weights-only loading. Registration happens on any import of the package
 (also `moleblend_plugin.data`), because fairseq does not import a --user-dir package a
 second time: a package first imported without registering would stay unregistered.
-It also makes the plugin's own `errors.UserError` print as one line when uncaught, and
-silences a short list of known, harmless third-party warnings (`quiet_warnings`).
+It also makes the plugin's own `errors.UserError` print as one line when uncaught,
+silences a short list of known, harmless third-party warnings (`quiet_warnings`), and
+leaves the root logger as the program set it (`root_logging`).
 """
-from .checkpoints.safe_loading import allow_checkpoint_globals
-from .errors import install_one_line_errors
-from .quiet_warnings import silence_known_warnings
+from .root_logging import root_logger_kept
 
-allow_checkpoint_globals()
-install_one_line_errors()  # the plugin's UserError as one line under fairseq-train
-silence_known_warnings()  # fairseq's Hydra and torch.cuda.amp deprecations, by their text only
+with root_logger_kept():  # fairseq's import would set the root logger to DEBUG
+    from .checkpoints.safe_loading import allow_checkpoint_globals
+    from .errors import install_one_line_errors
+    from .quiet_warnings import silence_known_warnings
 
-from . import criterions, models, tasks  # noqa: E402,F401  (registration)
+    allow_checkpoint_globals()
+    install_one_line_errors()  # the plugin's UserError as one line under fairseq-train
+    silence_known_warnings()  # fairseq's Hydra and torch.cuda.amp deprecations, by their text only
+
+    from . import criterions, models, tasks  # noqa: F401  (registration)

@@ -20,3 +20,12 @@ def test_data_preparation_imports_neither_torch_nor_fairseq():
             "print(sorted(m for m in ('torch', 'fairseq', 'moleblend_plugin') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_importing_the_plugin_leaves_an_unconfigured_root_logger_alone():
+    # fairseq's import calls logging.basicConfig(level=DEBUG); a script using the plugin's
+    # API would then print every library's debug messages.
+    code = ("import logging, moleblend_plugin.embeddings; root = logging.getLogger(); "
+            "print(root.level, len(root.handlers))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "30 0"
