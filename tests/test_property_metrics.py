@@ -60,3 +60,28 @@ def test_ogb_datasets_are_scored_by_ogbs_evaluator_in_validation_and_evaluate(na
                      "1", "--best-checkpoint-metric", extra, "--maximize-best-checkpoint-metric")
     assert load_checkpoint_file(other)["extra_state"]["best"] == pytest.approx(
         evaluate(other, data, "valid")["metrics"][extra], abs=1e-4)
+
+
+def test_r2_of_several_targets_measures_each_from_its_own_mean():
+    from sklearn.metrics import r2_score
+
+    rng = np.random.default_rng(2)
+    labels = np.stack([rng.normal(0, 1, 50), rng.normal(100, 1, 50)], axis=1)  # targets at different levels
+    predictions = labels + rng.normal(scale=0.5, size=labels.shape)
+    result = split_scores("regression", labels, predictions, ["a", "b"])
+    assert result["r2"] == pytest.approx(r2_score(labels, predictions, multioutput="variance_weighted"))
+    assert result["r2_a"] == pytest.approx(r2_score(labels[:, 0], predictions[:, 0]))
+
+
+def test_a_killed_classification_run_resumes(tmp_path):
+    """Validation's whole-split meter lives only in the validation pass: the checkpoint's saved
+    log aggregators hold nothing fairseq cannot rebuild when the run resumes."""
+    from finetune_runs import bbbp_dataset
+
+    save_dir = str(tmp_path / "run")
+    flags = ["--input-modality", "2d", "--max-epoch", "2", "--best-checkpoint-metric", "auc",
+             "--maximize-best-checkpoint-metric"]
+    finetune(bbbp_dataset(), save_dir, *flags, "--max-update", "3")  # stands in for a run killed after 3 updates
+    finetune(bbbp_dataset(), save_dir, *flags)
+    last = load_checkpoint_file(os.path.join(save_dir, "checkpoint_last.pt"))
+    assert last["optimizer_history"][-1]["num_updates"] == 8  # 2 epochs of 4 batches, the first 3 not repeated

@@ -28,6 +28,7 @@ from typing import Dict, List
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from moleblend_plugin.criterions.property_metrics import higher_is_better  # noqa: E402
 from moleblend_plugin.errors import UserError  # noqa: E402
 from moleblend_plugin.run_folder import mark_done, prepare_run_folder  # noqa: E402
 
@@ -60,7 +61,7 @@ def task_type_of(data: str, targets: str) -> str:
 
 
 def train_command(args, variant: str, seed: int, run_dir: str) -> List[str]:
-    maximize = args.metric == "auc"
+    maximize = higher_is_better(args.metric)
     text = TRAIN_COMMAND.format(
         python=shlex.quote(sys.executable), data=shlex.quote(args.data), user_dir=shlex.quote(PLUGIN_DIR),
         targets=f"--targets {shlex.quote(args.targets)}" if args.targets else "",
@@ -143,7 +144,7 @@ def summarise(args, results: Dict[str, Dict[int, dict]], curves) -> None:
         row = next(r for r in rows if r["variant"] == variant and r["metric"] == args.metric)
         seeds = ", ".join(f"{runs[s]['metrics'].get(args.metric):.4g}" for s in args.seeds
                           if s in runs and runs[s]["metrics"].get(args.metric) is not None)
-        best = [(max if args.metric == "auc" else min)(v) for _, v in (curves[variant][s] for s in args.seeds
+        best = [(max if higher_is_better(args.metric) else min)(v) for _, v in (curves[variant][s] for s in args.seeds
                                                                       if s in curves[variant]) if v]
         valid_mean, valid_std = mean_std(best)
         lines.append(f"| {variant} | {row['mean']:.4g} ± {row['std']:.2g} | {seeds} | "
@@ -190,8 +191,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-scratch", action="store_true", help="skip the from-scratch variant")
     parser.add_argument("--targets", default="", help="comma-separated targets (default: all of the manifest's)")
     parser.add_argument("--metric", default="",
-                        help="validation metric that picks the best checkpoint and is summarised: auc, mae or rmse "
-                             "(default auc for classification, mae for regression; rmse is MoleculeNet's "
+                        help="validation metric that picks the best checkpoint and is summarised, e.g. auc, prc_auc, "
+                             "mae, rmse, r2 or ogb_rocauc (default auc for classification, mae for regression; rmse "
+                             "is MoleculeNet's "
                              "regression metric)")
     parser.add_argument("--arch", default="moleblend_base", help="model architecture (default moleblend_base)")
     parser.add_argument("--input-modality", default="2d", choices=["2d", "3d", "2d+3d"],
@@ -224,7 +226,8 @@ def main(argv=None) -> int:
     else:
         task_type = task_type_of(args.data, args.targets)
         args.metric = args.metric or ("auc" if task_type == "classification" else "mae")
-        if (args.metric == "auc") != (task_type == "classification"):
+        classification_metric = args.metric.startswith(("auc", "prc_auc", "ogb_rocauc", "ogb_ap"))
+        if classification_metric != (task_type == "classification"):
             raise SystemExit(f"--metric {args.metric} does not fit {task_type} targets")
     variants = ([] if args.no_scratch else ["scratch"]) + (["pretrained"] if args.pretrained else [])
     if not variants:

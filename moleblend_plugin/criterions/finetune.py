@@ -16,7 +16,7 @@ from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from .property_metrics import SplitPredictionsMeter, metric_key, split_metric_names
+from .property_metrics import log_split_predictions, metric_key
 
 
 @dataclass
@@ -31,10 +31,6 @@ def standardize(values: torch.Tensor, mean, std) -> torch.Tensor:
 
 def destandardize(values: torch.Tensor, mean, std) -> torch.Tensor:
     return values * values.new_tensor(std) + values.new_tensor(mean)
-
-
-def _rounded(value) -> float:
-    return float("nan") if value is None else round(value, 4)
 
 
 @register_criterion("moleblend_finetune", dataclass=FinetuneCriterionConfig)
@@ -96,16 +92,12 @@ class FinetuneCriterion(FairseqCriterion):
                     if n:
                         err = sum(log["target_abs_error"][k] for log in logging_outputs if "target_abs_error" in log)
                         metrics.log_scalar(f"mae_{metric_key(name)}", err / n, n, round=4)
-        collected = [log for log in logging_outputs if "split_labels" in log]
-        for log in collected:
-            metrics.log_custom(SplitPredictionsMeter, "_split_predictions", log["split_labels"],
-                               log["split_predictions"], log["task_type"], log["split_target_names"], log["ogb"])
-        if collected:
-            first = collected[0]
-            logged = {"mae", "rmse"} | {f"mae_{metric_key(n)}" for n in first["split_target_names"]}
-            for name in split_metric_names(first["task_type"], first["split_target_names"], first["ogb"]):
-                if name not in logged:  # mae and rmse come from the sums above, as in training
-                    metrics.log_derived(name, lambda meters, name=name: _rounded(meters["_split_predictions"].scores.get(name)))
+        logged = {"mae", "rmse"}  # from the sums above, in training as in validation
+        for log in logging_outputs:
+            if "split_labels" in log:
+                log_split_predictions(log["split_labels"], log["split_predictions"], log["task_type"],
+                                      log["split_target_names"], log["ogb"],
+                                      skip=logged | {f"mae_{metric_key(n)}" for n in log["split_target_names"]})
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

@@ -57,16 +57,23 @@ def _number(value) -> Optional[float]:
 
 
 def _regression(labels: np.ndarray, predictions: np.ndarray) -> Dict[str, Optional[float]]:
-    """mae, rmse and R² over the labelled entries of [n, k] arrays (pooled over targets)."""
+    """mae, rmse and R² over the labelled entries of [n, k] arrays, pooled over targets.
+
+    R² = 1 - SS_res / SS_tot with each entry's deviation taken from its own target's mean
+    over the split (a pooled mean would credit the model for targets that merely sit at
+    different levels); with one target it is scikit-learn's r2_score. None when every
+    label of every target is the same."""
     labelled = ~np.isnan(labels)
     count = int(labelled.sum())
     if not count:
         return {"mae": None, "rmse": None, "r2": None}
-    y, error = labels[labelled], predictions[labelled] - labels[labelled]
-    total = float(((y - y.mean()) ** 2).sum())
-    return {"mae": float(np.abs(error).mean()), "rmse": math.sqrt(float((error ** 2).mean())),
-            # R² = 1 - SS_res / SS_tot; undefined when every label is the same
-            "r2": 1.0 - float((error ** 2).sum()) / total if total > 0 else None}
+    error = np.where(labelled, predictions - np.nan_to_num(labels), 0.0)
+    target_means = np.nanmean(np.where(labelled, labels, np.nan), axis=0, keepdims=True) if labels.size else labels
+    deviation = np.where(labelled, np.nan_to_num(labels) - np.nan_to_num(target_means), 0.0)
+    total = float((deviation ** 2).sum())
+    squared = float((error ** 2).sum())
+    return {"mae": float(np.abs(error).sum()) / count, "rmse": math.sqrt(squared / count),
+            "r2": 1.0 - squared / total if total > 0 else None}
 
 
 def ogb_score(name: str, labels: np.ndarray, predictions: np.ndarray) -> Optional[float]:
@@ -115,9 +122,13 @@ def split_scores(task_type: str, labels, predictions, names: Sequence[str],
     return scores
 
 
+# Hidden from the logs by its leading underscore (fairseq logs only keys without one).
+SPLIT_METER = "_split_predictions"
+
+
 class SplitPredictionsMeter(Meter):
-    """Collects (labels, predictions) of every validation batch; `scores` are the split's
-    metrics (computed once per split), which derived meters report one by one."""
+    """Collects (labels, predictions) of every batch of one validation pass; `scores` are
+    the split's metrics (computed once), which derived meters report one by one."""
 
     def __init__(self):
         self.reset()
@@ -144,14 +155,14 @@ class SplitPredictionsMeter(Meter):
         return self._scores
 
     def state_dict(self):
-        return {}  # a split's predictions are not worth keeping in checkpoints
+        return {}
 
     def load_state_dict(self, state_dict):
         self.reset()
 
     @property
     def smoothed_value(self) -> float:
-        return float("nan")  # its name starts with "_": never logged itself
+        return float("nan")  # never logged itself (leading underscore)
 
 
 def split_metric_names(task_type: str, names: Sequence[str], ogb: Optional[dict]) -> List[str]:
@@ -163,3 +174,40 @@ def split_metric_names(task_type: str, names: Sequence[str], ogb: Optional[dict]
         base = ["mae", "rmse", "r2"]
     per_target = [f"{metric}_{metric_key(name)}" for name in names for metric in base] if len(names) > 1 else []
     return base + per_target + ([f"ogb_{ogb['eval_metric']}"] if ogb else [])
+
+
+def log_split_predictions(labels, predictions, task_type: str, names: Sequence[str], ogb: Optional[dict],
+                          skip=()) -> None:
+    """Add a validation batch's predictions to the split being scored and log the split's
+    metrics (split_metric_names, less `skip`) as fairseq derived meters.
+
+    The predictions go only into the temporary aggregators of the validation pass (fairseq's
+    `validate` scores those). fairseq's named aggregators ("valid" among them) live for
+    the whole run and are saved in checkpoints: predictions of every pass would pile up
+    there, and fairseq cannot rebuild a meter class of the plugin when a run resumes."""
+    from fairseq import metrics
+
+    named = {id(metrics.get_meters(name)) for name in metrics.state_dict()}
+    for aggregator in metrics.get_active_aggregators():
+        if id(aggregator) in named:
+            continue
+        if SPLIT_METER not in aggregator:
+            aggregator.add_meter(SPLIT_METER, SplitPredictionsMeter(), priority=50)
+        aggregator[SPLIT_METER].update(labels, predictions, task_type, names, ogb)
+    for name in split_metric_names(task_type, names, ogb):
+        if name not in skip:
+            metrics.log_derived(name, lambda meters, name=name: _rounded(meters[SPLIT_METER].scores.get(name))
+                                if SPLIT_METER in meters else float("nan"))
+
+
+def _rounded(value) -> float:
+    return float("nan") if value is None else round(value, 4)
+
+
+MAXIMIZED = ("auc", "prc_auc", "r2", "ogb_rocauc", "ogb_ap")
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether --best-checkpoint-metric `metric` needs --maximize-best-checkpoint-metric
+    (auc, prc_auc, r2, ogb_rocauc, ogb_ap and their per-target forms)."""
+    return any(metric == base or metric.startswith(base + "_") for base in MAXIMIZED) and not metric.startswith("ogb_rmse")

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional
 
+from ..criterions.property_metrics import higher_is_better
+
 SMALL_SET = 2_000
 MEDIUM_SET = 20_000
 
@@ -52,5 +54,4 @@ def choose_settings(num_train: int, task_type: str, pretrained_arch: str = "", a
     if not lr:
         lr = 2e-4
         reasons.append("learning rate 2e-4 (Adam, 20 warm-up updates, clip norm 5, dropout 0.1)")
-    maximize = metric in ("auc", "prc_auc", "r2") or metric.startswith(("auc_", "prc_auc_", "r2_", "ogb_rocauc", "ogb_ap"))
-    return FinetuneSettings(arch, metric, maximize, batch_size, max_epoch, lr, reasons=reasons)
+    return FinetuneSettings(arch, metric, higher_is_better(metric), batch_size, max_epoch, lr, reasons=reasons)
