@@ -140,3 +140,15 @@ def test_an_empty_split_is_one_line(tmp_path):
                      "--split-column", "part", "--output", str(tmp_path / "run"), check=False)
     assert done.returncode != 0 and "the valid split" in done.stderr and "is empty" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_finetuning_from_a_pretrained_checkpoint_takes_its_shape(tmp_path):
+    from finetune_runs import pretrain_checkpoint
+
+    done = moleblend("finetune", "--input", ESOL, "--target-columns", TARGET, "--output", str(tmp_path / "x"),
+                     "--pretrained", pretrain_checkpoint(), "--max-epoch", "1", "--device", "cpu")
+    metrics = json.load(open(tmp_path / "x" / "metrics.json"))
+    assert metrics["settings"]["arch"] == "moleblend_tiny" and metrics["test"]["rmse"] > 0
+    assert "arch moleblend_tiny: the pretrained checkpoint's" in done.stdout
+    command = open(tmp_path / "x" / "commands.sh").read()
+    assert "--finetune-from-model" in command and "--encoder-layers 1" in command  # the pretraining's override

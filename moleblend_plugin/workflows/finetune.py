@@ -93,8 +93,10 @@ def prep_command(request: FinetuneRequest, data_dir: str) -> List[str]:
     return command
 
 
-def pretrained_arch(path: str) -> str:
-    """The architecture of a MoleBlend checkpoint (the fine-tuned model must have its shape)."""
+def pretrained_shape(path: str) -> tuple:
+    """(architecture, shape flags) of a MoleBlend checkpoint: the fine-tuned model is built
+    with its shape, whatever flags its pretraining overrode."""
+    from ..checkpoints.encoder_shape import SHAPE_FIELDS
     from ..checkpoints.safe_loading import load_checkpoint_file
 
     if not os.path.exists(path):
@@ -105,10 +107,18 @@ def pretrained_arch(path: str) -> str:
         raise UserError(f"--pretrained {path} is a checkpoint of task {task!r}, not a MoleBlend checkpoint; "
                         "for Graphormer or Transformer-M weights pass --train-args "
                         "'--init-from-checkpoint FILE' (docs/checkpoints.md)")
-    arch = (cfg.get("model") or {}).get("arch") or ""
+    model = cfg.get("model") or {}
+    arch = model.get("_name") or model.get("arch") or ""
     if not arch:
         raise UserError(f"--pretrained {path} does not record its architecture; give --arch")
-    return arch
+    flags = []
+    for field in SHAPE_FIELDS:
+        value = model.get(field)
+        if field == "pre_layernorm":
+            flags += ["--pre-layernorm"] if value else []
+        elif value is not None:
+            flags += ["--" + field.replace("_", "-"), str(value)]
+    return arch, flags
 
 
 def check_dataset(manifest: dict, data_dir: str) -> str:
@@ -133,7 +143,8 @@ def check_dataset(manifest: dict, data_dir: str) -> str:
     return task_type
 
 
-def train_command(request: FinetuneRequest, data_dir: str, settings: FinetuneSettings) -> List[str]:
+def train_command(request: FinetuneRequest, data_dir: str, settings: FinetuneSettings,
+                  shape: Sequence[str] = ()) -> List[str]:
     output = os.path.abspath(request.output)
     command = [sys.executable, "-m", "moleblend_plugin.train", data_dir, "--user-dir", PLUGIN_DIR,
                "--task", "moleblend_finetune", "--criterion", "moleblend_finetune", "--arch", settings.arch,
@@ -149,7 +160,7 @@ def train_command(request: FinetuneRequest, data_dir: str, settings: FinetuneSet
     if settings.maximize:
         command.append("--maximize-best-checkpoint-metric")
     if request.pretrained:
-        command += ["--finetune-from-model", os.path.abspath(request.pretrained)]
+        command += ["--finetune-from-model", os.path.abspath(request.pretrained), *shape]
     if request.freeze_layers:
         command += ["--freeze-layers", str(request.freeze_layers)]
     if request.device == "cpu":
@@ -223,7 +234,7 @@ def finetune(request: FinetuneRequest, say: Callable[[str], None] = print) -> di
     output = os.path.abspath(request.output)
     data_dir = os.path.join(output, "data")
     prep = prep_command(request, data_dir)
-    arch = pretrained_arch(request.pretrained) if request.pretrained else ""
+    arch, shape = pretrained_shape(request.pretrained) if request.pretrained else ("", [])
     if request.dry_run and not os.path.exists(os.path.join(data_dir, "manifest.json")):
         # Settings depend on the data: show them as the rules give them, on the size still unknown.
         say(shell_line(prep))
@@ -231,7 +242,7 @@ def finetune(request: FinetuneRequest, say: Callable[[str], None] = print) -> di
                                    arch, request.arch, request.metric, request.batch_size, request.max_epoch, request.lr)
         say("# the dataset is not built yet: batch size, epochs and (with --task-type auto) the metric "
             "below are placeholders chosen when it is")
-        say(shell_line(train_command(request, data_dir, settings)))
+        say(shell_line(train_command(request, data_dir, settings, shape)))
         say(shell_line(evaluate_command(output, data_dir, "test")))
         return {}
     os.makedirs(output, exist_ok=True)
@@ -245,7 +256,7 @@ def finetune(request: FinetuneRequest, say: Callable[[str], None] = print) -> di
                                request.batch_size, request.max_epoch, request.lr)
     for reason in settings.reasons:
         quiet_say(f"setting: {reason}")
-    train = train_command(request, data_dir, settings)
+    train = train_command(request, data_dir, settings, shape)
     evaluations = [evaluate_command(output, data_dir, split) for split in ("valid", "test")]
     commands = [prep, train] + evaluations
     if request.dry_run:
