@@ -109,16 +109,20 @@ def seed_runner():
     return module
 
 
+def pretrain(save_dir: str, *flags: str) -> str:
+    """moleblend_tiny pretrained with MoleBlend on the QM9 fixture; returns checkpoint_last.pt."""
+    fairseq_train([qm9_dataset(), "--user-dir", PLUGIN_DIR, "--task", "moleblend_pretrain",
+                   "--criterion", "moleblend_pretrain", "--arch", "moleblend_tiny", "--cpu",
+                   "--num-workers", "0", "--batch-size", "8", "--required-batch-size-multiple", "1",
+                   "--optimizer", "adam", "--lr", "1e-3", "--save-dir", save_dir,
+                   "--no-epoch-checkpoints", "--no-progress-bar", "--seed", "5", *flags])
+    return os.path.join(save_dir, "checkpoint_last.pt")
+
+
 @lru_cache(maxsize=None)
 def pretrain_checkpoint() -> str:
-    """moleblend_tiny (1 layer) pretrained with MoleBlend on the QM9 fixture, 6 updates."""
-    save_dir = os.path.join(workdir(), "qm9_pretrain")
-    fairseq_train([qm9_dataset(), "--user-dir", PLUGIN_DIR, "--task", "moleblend_pretrain",
-                   "--criterion", "moleblend_pretrain", "--arch", "moleblend_tiny", "--encoder-layers", "1", "--cpu",
-                   "--num-workers", "0", "--batch-size", "8", "--required-batch-size-multiple", "1",
-                   "--optimizer", "adam", "--lr", "1e-3", "--max-update", "6", "--save-dir", save_dir,
-                   "--no-epoch-checkpoints", "--no-progress-bar", "--seed", "5"])
-    return os.path.join(save_dir, "checkpoint_last.pt")
+    """moleblend_tiny with 1 layer, pretrained for 6 updates."""
+    return pretrain(os.path.join(workdir(), "qm9_pretrain"), "--encoder-layers", "1", "--max-update", "6")
 
 
 @lru_cache(maxsize=None)

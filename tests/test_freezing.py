@@ -4,20 +4,11 @@ import os
 import pytest
 import torch
 
-from finetune_runs import PLUGIN_DIR, bbbp_dataset, fairseq_train, finetune, qm9_dataset
+from finetune_runs import bbbp_dataset, finetune, pretrain
 from moleblend_plugin.checkpoints.safe_loading import load_checkpoint_file
 from moleblend_plugin.errors import UserError
 
 EMBEDDINGS = ("atom_feature.", "molecule_attn_bias.", "molecule_3d_bias.", "emb_layer_norm.")
-
-
-def _pretrained_two_layers(save_dir):
-    fairseq_train([qm9_dataset(), "--user-dir", PLUGIN_DIR, "--task", "moleblend_pretrain",
-                   "--criterion", "moleblend_pretrain", "--arch", "moleblend_tiny", "--encoder-layers", "2", "--cpu",
-                   "--num-workers", "0", "--batch-size", "8", "--required-batch-size-multiple", "1",
-                   "--optimizer", "adam", "--lr", "1e-3", "--max-update", "2", "--save-dir", save_dir,
-                   "--no-epoch-checkpoints", "--no-progress-bar", "--seed", "5"])
-    return os.path.join(save_dir, "checkpoint_last.pt")
 
 
 def _trunk(state):
@@ -26,7 +17,7 @@ def _trunk(state):
 
 
 def test_frozen_weights_stay_bitwise_and_the_rest_trains(tmp_path):
-    pretrained = _pretrained_two_layers(str(tmp_path / "pretrain"))
+    pretrained = pretrain(str(tmp_path / "pretrain"), "--encoder-layers", "2", "--max-update", "2")
     start = _trunk(load_checkpoint_file(pretrained))
     tuned = finetune(bbbp_dataset(), str(tmp_path / "ft"), "--encoder-layers", "2", "--input-modality", "2d",
                      "--finetune-from-model", pretrained, "--freeze-layers", "1", "--max-epoch", "2",
