@@ -7,7 +7,8 @@ from typing import List, Sequence, Tuple
 from .commands import shell_line
 
 
-def plot_valid_curve(path: str, curve: Tuple[List[int], List[int], List[float]], metric: str, title: str) -> None:
+def plot_valid_curve(path: str, curve: Tuple[List[int], List[int], List[float]], metric: str, title: str,
+                     maximize: bool = False) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,6 +17,11 @@ def plot_valid_curve(path: str, curve: Tuple[List[int], List[int], List[float]],
     epochs, _, values = curve
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, values, marker=".")
+    if values:  # the epoch whose checkpoint is checkpoint_best.pt
+        best = (max if maximize else min)(range(len(values)), key=values.__getitem__)
+        ax.scatter([epochs[best]], [values[best]], s=80, facecolors="none", edgecolors="tab:red", zorder=3,
+                   label=f"best: epoch {epochs[best]}, {values[best]:.4g}")
+        ax.legend()
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"valid {metric}")
     ax.set_title(title)
@@ -48,7 +54,10 @@ def summary_text(result: dict, commands: Sequence[Sequence[str]]) -> str:
         "| metric | valid | test |",
         "|---|---|---|",
     ]
-    for key in result["test"]:
+    single = len(result["targets"]) == 1  # per-target rows would repeat the overall ones
+    keys = [k for k in result["test"] if not (single and any(k.startswith(f"{m}_") for m in ("mae", "rmse", "r2",
+                                                                                          "auc", "prc_auc")))]
+    for key in keys:
         lines.append(f"| {key} | {_number(result['valid'].get(key))} | {_number(result['test'].get(key))} |")
     lines += ["", "![valid curve](valid_curve.png)", "", "## Commands", "", "```bash"]
     lines += [shell_line(c) for c in commands] + ["```", ""]
@@ -57,6 +66,6 @@ def summary_text(result: dict, commands: Sequence[Sequence[str]]) -> str:
 
 def write_report(output: str, result: dict, curve, commands: Sequence[Sequence[str]]) -> None:
     plot_valid_curve(os.path.join(output, "valid_curve.png"), curve, result["settings"]["metric"],
-                     os.path.basename(result["input"]))
+                     os.path.basename(result["input"]), result["settings"]["maximize"])
     with open(os.path.join(output, "summary.md"), "w", encoding="utf-8") as f:
         f.write(summary_text(result, commands))
