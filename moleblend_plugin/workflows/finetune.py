@@ -271,9 +271,10 @@ def finetune(request: FinetuneRequest, say: Callable[[str], None] = print) -> di
     if state == "done" and os.path.exists(metrics_path):
         quiet_say(f"already done: {metrics_path}")
         return json.load(open(metrics_path, encoding="utf-8"))
-    for log in ("train.log", "stdout.log"):  # fairseq appends: a new run starts empty logs
-        if state == "new" and os.path.exists(os.path.join(output, log)):
-            os.remove(os.path.join(output, log))
+    # fairseq appends to logs, and an earlier run's results must not outlive it
+    for name in ("train.log", "stdout.log", "metrics.json", "summary.md", "valid_curve.png", "test_predictions.csv"):
+        if state == "new" and os.path.exists(os.path.join(output, name)):
+            os.remove(os.path.join(output, name))
     quiet_say(f"fine-tuning {settings.arch} for {settings.max_epoch} epochs "
               f"({'from ' + request.pretrained if request.pretrained else 'from scratch'}); log: {output}/stdout.log")
     run_training(train, os.path.join(output, "stdout.log"), EpochProgress(settings.metric, settings.max_epoch, quiet_say))
