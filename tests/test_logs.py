@@ -38,3 +38,18 @@ def test_metric_names_are_identifiers():
     assert metric_key("U0") == "u0" and metric_key("Cv (cal/mol K)") == "cv_cal_mol_k"
     scores = score_predictions("regression", [[1.0, 2.0]], [[1.5, 2.0]], ["log S", "pIC50"])
     assert {"mae_log_s", "rmse_log_s", "mae_pic50"} <= set(scores)
+
+
+def test_the_log_file_holds_each_validation_record_once(tmp_path):
+    # fairseq 0.12 adds a --log-file handler for every epoch's progress bar: without the
+    # plugin's fix, epoch k's record is written k times (1 + 2 + 3 = 6 lines here).
+    log_file = tmp_path / "train.log"
+    command = [sys.executable, "-m", "fairseq_cli.train", bbbp_dataset(), "--user-dir", PLUGIN_DIR,
+               "--task", "moleblend_finetune", "--criterion", "moleblend_finetune", "--arch", "moleblend_tiny",
+               "--encoder-layers", "1", "--cpu", "--num-workers", "0", "--batch-size", "16", "--optimizer", "adam",
+               "--lr", "1e-3", "--max-epoch", "3", "--save-dir", str(tmp_path), "--no-epoch-checkpoints",
+               "--log-format", "json", "--log-file", str(log_file)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    epochs = [line.split(",")[0] for line in log_file.read_text().splitlines() if '"valid_loss"' in line]
+    assert epochs == ['{"epoch": 1', '{"epoch": 2', '{"epoch": 3']

@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from moleblend_plugin.criterions.property_metrics import higher_is_better  # noqa: E402
 from moleblend_plugin.errors import UserError  # noqa: E402
+from moleblend_plugin.workflows.progress import read_valid_curve  # noqa: E402
 from moleblend_plugin.run_folder import mark_done, prepare_run_folder  # noqa: E402
 
 PLUGIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -87,23 +88,8 @@ def evaluate_command(args, run_dir: str) -> List[str]:
 def valid_curve(log_file: str, metric: str):
     """(updates, values) of valid_<metric> from a fairseq --log-format json log file
     (updates, not epochs: runs validated within an epoch have several points per epoch)."""
-    epochs, values = [], []
-    if not os.path.exists(log_file):
-        return epochs, values
-    with open(log_file, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line.startswith("{"):
-                continue
-            try:
-                stats = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            key = f"valid_{metric}"
-            if key in stats:
-                epochs.append(int(stats["valid_num_updates"]))
-                values.append(float(stats[key]))
-    return epochs, values
+    _, updates, values = read_valid_curve(log_file, metric)
+    return updates, values
 
 
 def run(command: List[str], dry_run: bool, log=None) -> None:

@@ -30,9 +30,15 @@ def read_valid_curve(log_file: str, metric: str) -> Tuple[List[int], List[int], 
             lines = f.readlines()
     except FileNotFoundError:
         return epochs, updates, values
+    seen = set()
     for line in lines:
         stats = valid_stats(line)
         if stats and f"valid_{metric}" in stats:
+            # logs written without the plugin's fix repeat epoch k's record k times (log_file_once)
+            key = (stats.get("epoch"), stats.get("valid_num_updates"))
+            if key in seen:
+                continue
+            seen.add(key)
             epochs.append(int(stats.get("epoch", 0)))
             updates.append(int(stats.get("valid_num_updates", 0)))
             values.append(float(stats[f"valid_{metric}"]))
