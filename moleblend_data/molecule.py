@@ -1,7 +1,7 @@
 """The in-memory form of one prepared molecule, shared by data_prep and the plugin."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

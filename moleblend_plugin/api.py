@@ -17,8 +17,6 @@ folder and report); its keyword arguments are that command's flags.
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
-
 from .embeddings import MoleculeEmbedder
 from .errors import UserError
 from .inference import MoleBlendPredictor
@@ -66,7 +64,7 @@ class FineTuner:
         return MoleBlendPredictor.from_checkpoint(self.metrics["checkpoint"], device=request.device)
 
     @staticmethod
-    def load(output: str, device: Optional[Union[str, "torch.device"]] = "cpu") -> MoleBlendPredictor:  # noqa: F821
+    def load(output: str, device: str = "cpu") -> MoleBlendPredictor:
         """The predictor of a finished run folder."""
         return MoleBlendPredictor.from_checkpoint(os.path.join(output, "checkpoints", "checkpoint_best.pt"),
                                                   device=device)

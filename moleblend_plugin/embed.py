@@ -9,17 +9,16 @@ coordinates are the 3D input of 3d and 2d+3d embeddings. The .npz holds, in inpu
 `atom_offsets` (see moleblend_plugin.embeddings.save_embeddings).
 """
 import argparse
-import logging
 import os
 import sys
 from typing import List, Tuple
 
 import numpy as np
-import torch
 from rdkit import Chem
 
 from .embeddings import MoleculeEmbedder, save_embeddings
-from .errors import UserError, run_command
+from .errors import run_command
+from .model_run_options import add_model_run_arguments, start_command
 from .predict import read_molecules
 
 SDF_SUFFIXES = (".sdf", ".sdf.gz")
@@ -61,22 +60,14 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smiles-column", default="smiles", help="SMILES column of a CSV input (default smiles)")
     parser.add_argument("--id-column", default="", help="id column of a CSV input, or data field of an SDF "
                                                         "(default: row number / record title)")
-    parser.add_argument("--batch-size", type=int, default=64, help="molecules per forward pass (default 64)")
-    parser.add_argument("--device", default="", help="torch device, e.g. cpu or cuda (default: cuda when available)")
-    parser.add_argument("--conformer-seed", type=int, default=0, help="seed of RDKit conformers for 3D input (default 0)")
+    add_model_run_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no summary line")
     return parser
 
 
 def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
-    from rdkit import RDLogger
-
-    RDLogger.DisableLog("rdApp.*")  # unreadable molecules are reported in the error field instead
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size {args.batch_size}: give at least 1")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = start_command(args.device)
     if args.input.lower().endswith(SDF_SUFFIXES):
         ids, molecules, smiles = read_sdf(args.input, args.id_column)
     else:

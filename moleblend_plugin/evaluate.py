@@ -30,6 +30,7 @@ from .data.molecule_dataset import MoleculeDataset
 from moleblend_data.shards import MoleculeShards
 from .errors import UserError, run_command
 from .inference import FinetunedCheckpoint, load_finetuned, prediction_values
+from .model_run_options import add_model_run_arguments, start_command
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +140,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", help="checkpoint of a moleblend_finetune run")
     parser.add_argument("--data", required=True, help="prepared dataset folder (from python -m data_prep)")
     parser.add_argument("--split", default="test", help="split to score: train, valid or test (default test)")
-    parser.add_argument("--batch-size", type=int, default=64, help="molecules per forward pass (default 64)")
-    parser.add_argument("--device", default="", help="torch device, e.g. cpu or cuda (default: cuda when available)")
+    add_model_run_arguments(parser, conformers=False)
     parser.add_argument("--output", default="", help="also write the JSON to this file")
     parser.add_argument("--predictions", default="", help="also write each molecule's labels and predictions "
                                                           "(original units) to this CSV")
@@ -150,8 +150,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = start_command(args.device, logging.INFO)
     result = evaluate(args.checkpoint, args.data, args.split, args.batch_size, device, args.predictions,
                       progress=not args.quiet)
     text = json.dumps(result, indent=2)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, fields
-from typing import List, NamedTuple, Optional, Sequence, Union
+from typing import List, NamedTuple, Sequence, Union
 
 import numpy as np
 import torch

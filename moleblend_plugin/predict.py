@@ -14,16 +14,15 @@ See moleblend_plugin.inference for the Python API.
 """
 import argparse
 import csv
-import logging
 import os
 import sys
 from typing import List, Tuple
 
 import numpy as np
-import torch
 
 from .errors import UserError, run_command
 from .inference import MoleBlendPredictor
+from .model_run_options import add_model_run_arguments, start_command
 
 SMILES_LIST_SUFFIXES = (".smi", ".smiles", ".txt")
 
@@ -79,21 +78,14 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smiles-column", default="smiles", help="SMILES column of a CSV input (default smiles)")
     parser.add_argument("--id-column", default="", help="column of a CSV input copied to `id` (default: row number)")
     parser.add_argument("--embeddings", default="", help="also write the molecule embeddings to this .npy file")
-    parser.add_argument("--batch-size", type=int, default=64, help="molecules per forward pass (default 64)")
-    parser.add_argument("--device", default="", help="torch device, e.g. cpu or cuda (default: cuda when available)")
-    parser.add_argument("--conformer-seed", type=int, default=0,
-                        help="seed of the RDKit conformers that 3d and 2d+3d models get (default 0)")
+    add_model_run_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     return parser
 
 
 def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
-    from rdkit import RDLogger
-
-    RDLogger.DisableLog("rdApp.*")  # invalid rows are reported in the error column instead
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = start_command(args.device)
     ids, smiles = read_molecules(args.input, args.smiles_column, args.id_column)
     predictor = MoleBlendPredictor.from_checkpoint(args.checkpoint, args.batch_size, device, args.conformer_seed)
     result = predictor.run(smiles, progress=not args.quiet)

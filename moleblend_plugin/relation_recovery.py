@@ -14,7 +14,6 @@ import json
 import sys
 from collections import Counter, defaultdict
 
-import numpy as np
 import torch
 from tqdm import tqdm
 

@@ -1,5 +1,4 @@
 """Fine-tuning with the input embeddings and the first N encoder layers frozen."""
-import os
 
 import pytest
 import torch

@@ -2,16 +2,14 @@
 validation metrics that do not change between two passes, old shards refused."""
 import json
 import logging
-import os
 import shutil
 
-import numpy as np
 import pytest
 import torch
 
 from finetune_runs import qm9_dataset
 from model_inputs import tiny_config
-from moleblend_plugin.criterions.pretrain import PretrainCriterion, PretrainCriterionConfig
+from moleblend_plugin.criterions.pretrain import PretrainCriterion
 from moleblend_data.shards import MANIFEST
 from moleblend_plugin.errors import UserError
 from moleblend_plugin.models.moleblend import MoleBlendEncoder, MoleBlendModel

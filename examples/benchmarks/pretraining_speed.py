@@ -27,7 +27,6 @@ from tqdm import tqdm
 from moleblend_plugin.criterions.pretrain import PretrainCriterion
 from moleblend_plugin.data.collate import collate_molecules, molecule_inputs
 from moleblend_data.featurize import FeaturizeOptions, RejectedMolecule, make_record
-from moleblend_plugin.models import pretraining_modes
 from moleblend_plugin.models.moleblend import MoleBlendConfig, MoleBlendEncoder
 from moleblend_plugin.modules import relation_heads, relation_mixing
 

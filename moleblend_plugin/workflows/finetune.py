@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Sequence
 
 from moleblend_data.shards import read_manifest
 
@@ -112,12 +112,12 @@ def pretrained_shape(path: str) -> tuple:
     if not arch:
         raise UserError(f"--pretrained {path} does not record its architecture; give --arch")
     flags = []
-    for field in SHAPE_FIELDS:
-        value = model.get(field)
-        if field == "pre_layernorm":
+    for name in SHAPE_FIELDS:
+        value = model.get(name)
+        if name == "pre_layernorm":
             flags += ["--pre-layernorm"] if value else []
         elif value is not None:
-            flags += ["--" + field.replace("_", "-"), str(value)]
+            flags += ["--" + name.replace("_", "-"), str(value)]
     return arch, flags
 
 
