@@ -29,13 +29,10 @@ import numpy as np
 import torch
 from rdkit import Chem
 
-from .checkpoints.safe_loading import load_checkpoint_file
-from .data.collate import collate_molecules, molecule_inputs
 from .errors import UserError
-from .inference import model_config
+from .inference import featurized_batches, inference_options, load_task_checkpoint, model_config
 from .models.moleblend import INPUT_MODALITIES, MoleBlendEncoder, MoleBlendModel
 from .modules import relation_mixing as mixing
-from moleblend_data.featurize import FeaturizeOptions, RejectedMolecule, make_record, source_geometry_of
 from moleblend_data.shards import read_manifest
 
 logger = logging.getLogger(__name__)
@@ -68,14 +65,9 @@ def stored_featurization(state: dict, cfg: dict, path: str) -> dict:
 
 def load_model(path: str, device: Union[str, torch.device] = "cpu"):
     """(model, featurization) of a `moleblend_pretrain` or `moleblend_finetune` checkpoint, weights loaded exactly."""
-    state = load_checkpoint_file(path)
-    cfg = state.get("cfg")
-    if not cfg or "model" not in cfg:
-        raise UserError(f"{path}: not a fairseq checkpoint with a stored cfg")
-    task = cfg["task"].get("_name")
-    if task not in TASKS:
-        raise UserError(f"{path} is a checkpoint of task {task!r}; embeddings need a MoleBlend checkpoint "
-                        f"({' or '.join(TASKS)}); map Graphormer or Transformer-M weights first (docs/checkpoints.md)")
+    state, cfg = load_task_checkpoint(path, TASKS, f"embeddings need a MoleBlend checkpoint ({' or '.join(TASKS)}); "
+                                                   "map Graphormer or Transformer-M weights first (docs/checkpoints.md)")
+    task = cfg["task"]["_name"]
     model_cfg = model_config(cfg["model"])
     pretraining = task == "moleblend_pretrain"
     num_targets = 0 if pretraining else len(((state.get("task_state") or {}).get("targets")) or [])
@@ -101,17 +93,7 @@ class MoleculeEmbedder:
         self.uses_3d = mixing.DISTANCE in self.modalities
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
-        max_atoms = int(featurization.get("max_atoms") or 0)
-        model_max = int(model.cfg.max_positions)
-        self.options = FeaturizeOptions(
-            with_hydrogens=bool(featurization.get("with_hydrogens", False)),
-            num_conformers=1 if self.uses_3d else 0,
-            conformer_timeout_s=float(featurization.get("conformer_timeout_s", 10.0)),
-            on_conformer_failure="reject",  # 2D depiction coordinates are no 3D input
-            max_atoms=min(max_atoms, model_max) if max_atoms else model_max,
-            largest_fragment=bool(featurization.get("largest_fragment", False)),
-            seed=int(conformer_seed),
-        )
+        self.options = inference_options(featurization, model.cfg, self.uses_3d, conformer_seed)
 
     @classmethod
     def from_checkpoint(cls, path: str, input_modality: str = "", batch_size: int = 64,
@@ -134,25 +116,9 @@ class MoleculeEmbedder:
         per_atom: Optional[List[Optional[np.ndarray]]] = [None] * n if atoms else None
         elements: Optional[List[Optional[np.ndarray]]] = [None] * n if atoms else None
         errors = [""] * n
-        for start in range(0, n, self.batch_size):
-            rows, items, numbers = [], [], []
-            for index in range(start, min(start + self.batch_size, n)):
-                molecule = molecules[index]
-                if not isinstance(molecule, (str, Chem.Mol)):
-                    raise TypeError(f"input {index}: expected a SMILES string or an RDKit Mol, "
-                                    f"got {type(molecule).__name__}")
-                geometry = source_geometry_of(molecule) if isinstance(molecule, Chem.Mol) else None
-                try:
-                    record = make_record(molecule, self.options, id=str(index), geometry=geometry)
-                except RejectedMolecule as rejected:
-                    errors[index] = str(rejected)
-                    continue
-                rows.append(index)
-                numbers.append(record.atomic_numbers)
-                items.append(molecule_inputs(record, 0 if self.uses_3d else None))
-            if not items:
-                continue
-            batch = {k: v.to(self.device) for k, v in collate_molecules(items).items()}
+        for rows, records, collated in featurized_batches(molecules, self.options, self.uses_3d, self.batch_size,
+                                                          errors):
+            batch = {k: v.to(self.device) for k, v in collated.items()}
             atom_mask = batch["atom_mask"]
             pair_mask = atom_mask[:, :, None] & atom_mask[:, None, :]
             out = self.encoder(batch, mixing.whole_modalities(pair_mask, self.modalities))
@@ -161,10 +127,9 @@ class MoleculeEmbedder:
             graph[rows] = out.graph_state.float().cpu().numpy()
             mean[rows] = ((states * weights).sum(1) / weights.sum(1).clamp(min=1)).cpu().numpy()
             if per_atom is not None:
-                counts = atom_mask.sum(1).tolist()
-                for k, row in enumerate(rows):
-                    per_atom[row] = states[k, :counts[k]].cpu().numpy()
-                    elements[row] = np.asarray(numbers[k], dtype=np.int64)
+                for k, (row, record) in enumerate(zip(rows, records)):
+                    per_atom[row] = states[k, :record.num_atoms].cpu().numpy()
+                    elements[row] = np.asarray(record.atomic_numbers, dtype=np.int64)
         return Embeddings(graph, mean, per_atom, elements, errors)
 
 

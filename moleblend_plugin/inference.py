@@ -119,16 +119,23 @@ def _stored_targets(state: dict, cfg: dict, path: str):
     return targets, manifest.get("featurization", {}), manifest.get("source", {}).get("type", "")
 
 
-def load_finetuned(path: str, device: Union[str, torch.device] = "cpu") -> FinetunedCheckpoint:
-    """Build the model of a `moleblend_finetune` checkpoint and load its weights exactly (eval mode)."""
+def load_task_checkpoint(path: str, tasks: Sequence[str], needed: str):
+    """(state, cfg) of a fairseq checkpoint of one of `tasks`; a UserError ending in
+    `needed` (what the caller wants instead) for any other file."""
     state = load_checkpoint_file(path)
     cfg = state.get("cfg")
     if not cfg or "model" not in cfg:
         raise UserError(f"{path}: not a fairseq checkpoint with a stored cfg")
     task_name = cfg["task"].get("_name")
-    if task_name != "moleblend_finetune":
-        raise UserError(f"{path} is a checkpoint of task {task_name!r}; a fine-tuned (moleblend_finetune) "
-                        "checkpoint is needed here")
+    if task_name not in tasks:
+        raise UserError(f"{path} is a checkpoint of task {task_name!r}; {needed}")
+    return state, cfg
+
+
+def load_finetuned(path: str, device: Union[str, torch.device] = "cpu") -> FinetunedCheckpoint:
+    """Build the model of a `moleblend_finetune` checkpoint and load its weights exactly (eval mode)."""
+    state, cfg = load_task_checkpoint(path, ["moleblend_finetune"],
+                                      "a fine-tuned (moleblend_finetune) checkpoint is needed here")
     targets, featurization, source_type = _stored_targets(state, cfg, path)
     model_cfg = model_config(cfg["model"])
     model = MoleBlendModel(model_cfg, MoleBlendEncoder(model_cfg, len(targets), pretraining=False))
@@ -148,6 +155,52 @@ def prediction_values(raw: torch.Tensor, targets: Sequence[TargetInfo]) -> np.nd
     return (raw * std + mean).numpy()
 
 
+def inference_options(featurization: dict, model_cfg, uses_3d: bool, conformer_seed: int = 0) -> FeaturizeOptions:
+    """How new molecules are featurized for a model: as its training data was (hydrogens,
+    largest fragment, atom limit, capped by the model's size), with one RDKit conformer when
+    the input is 3D."""
+    max_atoms = int(featurization.get("max_atoms") or 0)
+    model_max = int(model_cfg.max_positions)
+    return FeaturizeOptions(
+        with_hydrogens=bool(featurization.get("with_hydrogens", False)),
+        num_conformers=1 if uses_3d else 0,
+        conformer_timeout_s=float(featurization.get("conformer_timeout_s", 10.0)),
+        # A 3D model cannot use 2D depiction coordinates: such a molecule is an error row.
+        on_conformer_failure="reject",
+        max_atoms=min(max_atoms, model_max) if max_atoms else model_max,
+        largest_fragment=bool(featurization.get("largest_fragment", False)),
+        seed=int(conformer_seed),
+    )
+
+
+def featurize_input(molecule: Molecule, options: FeaturizeOptions, index: int = 0) -> MoleculeRecord:
+    """One input molecule's record, as in training; raises RejectedMolecule."""
+    if not isinstance(molecule, (str, Chem.Mol)):
+        raise TypeError(f"input {index}: expected a SMILES string or an RDKit Mol, got {type(molecule).__name__}")
+    # A molecule that holds a 3D conformer (e.g. from an SDF) brings its own geometry,
+    # as in data_prep; others get RDKit conformers (3D models). The conformer seed
+    # depends on the molecule only, not on its place in the input.
+    geometry = source_geometry_of(molecule) if isinstance(molecule, Chem.Mol) else None
+    return make_record(molecule, options, id=str(index), geometry=geometry)
+
+
+def featurized_batches(molecules: Sequence[Molecule], options: FeaturizeOptions, uses_3d: bool, batch_size: int,
+                       errors: List[str]):
+    """(rows, records, collated batch) for each batch of `molecules` that holds a usable
+    molecule; a rejected molecule's reason goes into errors[row] instead."""
+    for start in range(0, len(molecules), batch_size):
+        rows, records = [], []
+        for index in range(start, min(start + batch_size, len(molecules))):
+            try:
+                records.append(featurize_input(molecules[index], options, index))
+            except RejectedMolecule as rejected:
+                errors[index] = str(rejected)
+                continue
+            rows.append(index)
+        if records:
+            yield rows, records, collate_molecules([molecule_inputs(r, 0 if uses_3d else None) for r in records])
+
+
 class MoleBlendPredictor:
     """Property predictions and embeddings of SMILES strings or RDKit molecules.
 
@@ -163,19 +216,7 @@ class MoleBlendPredictor:
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
         self.uses_3d = str(self.model.cfg.input_modality) != "2d"
-        stored = checkpoint.featurization
-        max_atoms = int(stored.get("max_atoms") or 0)
-        model_max = int(self.model.cfg.max_positions)
-        self.options = FeaturizeOptions(
-            with_hydrogens=bool(stored.get("with_hydrogens", False)),
-            num_conformers=1 if self.uses_3d else 0,
-            conformer_timeout_s=float(stored.get("conformer_timeout_s", 10.0)),
-            # A 3D model cannot use 2D depiction coordinates: such a molecule is an error row.
-            on_conformer_failure="reject",
-            max_atoms=min(max_atoms, model_max) if max_atoms else model_max,
-            largest_fragment=bool(stored.get("largest_fragment", False)),
-            seed=int(conformer_seed),
-        )
+        self.options = inference_options(checkpoint.featurization, self.model.cfg, self.uses_3d, conformer_seed)
 
     @classmethod
     def from_checkpoint(cls, path: str, batch_size: int = 64, device: Union[str, torch.device] = "cpu",
@@ -197,13 +238,7 @@ class MoleBlendPredictor:
 
     def featurize(self, molecule: Molecule, index: int = 0) -> MoleculeRecord:
         """One molecule's record, as in training; raises RejectedMolecule."""
-        if not isinstance(molecule, (str, Chem.Mol)):
-            raise TypeError(f"input {index}: expected a SMILES string or an RDKit Mol, got {type(molecule).__name__}")
-        # A molecule that holds a 3D conformer (e.g. from an SDF) brings its own geometry,
-        # as in data_prep; others get RDKit conformers (3D models). The conformer seed
-        # depends on the molecule only, not on its place in the input.
-        geometry = source_geometry_of(molecule) if isinstance(molecule, Chem.Mol) else None
-        return make_record(molecule, self.options, id=str(index), geometry=geometry)
+        return featurize_input(molecule, self.options, index)
 
     def predict(self, molecules: Sequence[Molecule], progress: bool = False) -> Output:
         """[n, num_targets] predictions in original units (probabilities for classification)."""
@@ -227,21 +262,12 @@ class MoleBlendPredictor:
         errors = [""] * n
         # a bar only on a terminal: redirected, its carriage-return frames would fill the log
         bar = tqdm(total=n, unit="mol", disable=not progress or n < PROGRESS_MIN_MOLECULES or not sys.stderr.isatty())
-        for start in range(0, n, self.batch_size):
-            rows, items = [], []
-            for index in range(start, min(start + self.batch_size, n)):
-                try:
-                    record = self.featurize(molecules[index], index)
-                except RejectedMolecule as rejected:
-                    errors[index] = str(rejected)
-                    continue
-                rows.append(index)
-                items.append(molecule_inputs(record, 0 if self.uses_3d else None))
-            if items:
-                batch = {k: v.to(self.device) for k, v in collate_molecules(items).items()}
-                output = self.model(batch)
-                predictions[rows] = prediction_values(output["prediction"], self.targets)
-                embeddings[rows] = output["graph_state"].float().cpu().numpy()
-            bar.update(min(self.batch_size, n - start))
+        for rows, _, collated in featurized_batches(molecules, self.options, self.uses_3d, self.batch_size, errors):
+            batch = {k: v.to(self.device) for k, v in collated.items()}
+            output = self.model(batch)
+            predictions[rows] = prediction_values(output["prediction"], self.targets)
+            embeddings[rows] = output["graph_state"].float().cpu().numpy()
+            bar.update(rows[-1] + 1 - bar.n)
+        bar.update(n - bar.n)
         bar.close()
         return Outputs(predictions, embeddings, errors)
