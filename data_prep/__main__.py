@@ -247,6 +247,23 @@ def verify(folder: str) -> int:
     return 0
 
 
+# Mistakes in the input reported as one line (exit status 2): reading the source, and building.
+SOURCE_ERRORS = (ValueError, FileNotFoundError)
+BUILD_ERRORS = (FileExistsError, BuildLocked, UnsafePath, InputError)
+
+
+def build_options(args) -> BuildOptions:
+    """The build and featurization options of parsed arguments."""
+    featurize = FeaturizeOptions(with_hydrogens=args.with_hydrogens, num_conformers=args.conformers,
+                                 conformer_timeout_s=args.conformer_timeout,
+                                 on_conformer_failure=args.on_conformer_failure,
+                                 max_atoms=args.max_atoms, largest_fragment=args.largest_fragment,
+                                 seed=args.seed)
+    return BuildOptions(output=args.output, workers=args.workers, shard_size=args.shard_size,
+                        featurize=featurize, overwrite=args.overwrite, limit=args.limit,
+                        progress=not args.quiet)
+
+
 def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
     if args.source == "verify":
@@ -255,21 +272,13 @@ def main(argv=None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s")
     try:
         source = make_source(args)
-    except (ValueError, FileNotFoundError) as error:
+    except SOURCE_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    featurize = FeaturizeOptions(with_hydrogens=args.with_hydrogens, num_conformers=args.conformers,
-                                 conformer_timeout_s=args.conformer_timeout,
-                                 on_conformer_failure=args.on_conformer_failure,
-                                 max_atoms=args.max_atoms, largest_fragment=args.largest_fragment,
-                                 seed=args.seed)
-    options = BuildOptions(output=args.output, workers=args.workers, shard_size=args.shard_size,
-                           featurize=featurize, overwrite=args.overwrite, limit=args.limit,
-                           progress=not args.quiet)
     started = time.monotonic()
     try:
-        manifest = build(source, options)
-    except (FileExistsError, BuildLocked, UnsafePath, InputError) as error:
+        manifest = build(source, build_options(args))
+    except BUILD_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if not args.quiet:

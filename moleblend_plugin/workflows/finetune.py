@@ -97,16 +97,13 @@ def pretrained_shape(path: str) -> tuple:
     """(architecture, shape flags) of a MoleBlend checkpoint: the fine-tuned model is built
     with its shape, whatever flags its pretraining overrode."""
     from ..checkpoints.encoder_shape import SHAPE_FIELDS
-    from ..checkpoints.safe_loading import load_checkpoint_file
+    from ..inference import load_task_checkpoint
 
     if not os.path.exists(path):
         raise UserError(f"--pretrained {path} does not exist")
-    cfg = load_checkpoint_file(path).get("cfg") or {}
-    task = (cfg.get("task") or {}).get("_name")
-    if task not in ("moleblend_pretrain", "moleblend_finetune"):
-        raise UserError(f"--pretrained {path} is a checkpoint of task {task!r}, not a MoleBlend checkpoint; "
-                        "for Graphormer or Transformer-M weights pass --train-args "
-                        "'--init-from-checkpoint FILE' (docs/checkpoints.md)")
+    _, cfg = load_task_checkpoint(path, ("moleblend_pretrain", "moleblend_finetune"),
+                                  "--pretrained needs a MoleBlend checkpoint; for Graphormer or Transformer-M "
+                                  "weights pass --train-args '--init-from-checkpoint FILE' (docs/checkpoints.md)")
     model = cfg.get("model") or {}
     arch = model.get("_name") or model.get("arch") or ""
     if not arch:
@@ -186,27 +183,27 @@ def _prepare_data(request: FinetuneRequest, data_dir: str, command: List[str], s
             return
         raise UserError(f"{data_dir} holds a dataset prepared with other settings; --overwrite rebuilds it")
     say(f"preparing the dataset in {data_dir}")
-    from data_prep.__main__ import main as data_prep_main
+    from data_prep import __main__ as data_prep
 
-    errors = io.StringIO()
+    usage = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(usage):  # argparse's usage text: only its last line, the message
+            args = data_prep.make_parser().parse_args(command[3:] + (["--overwrite"] if request.overwrite else []))
+    except SystemExit:
+        lines = usage.getvalue().strip().splitlines()
+        raise UserError(lines[-1] if lines else f"data preparation refused: {shell_line(command)}") from None
     prep_log = logging.getLogger("data_prep")
     level = prep_log.level
     prep_log.setLevel(logging.ERROR)  # the summary and the checks below say what the build made
-    with contextlib.redirect_stderr(errors):  # data_prep reports a bad input as "error: ..." on stderr
-        try:
-            status = data_prep_main(command[3:] + (["--overwrite"] if request.overwrite else []))
-        except SystemExit as stop:  # argparse refused a value
-            status = stop.code if isinstance(stop.code, int) else 2
-        finally:
-            prep_log.setLevel(level)
-    if status:
-        message = errors.getvalue().strip().splitlines()
-        raise UserError(message[-1].removeprefix("error: ") if message else f"data preparation failed ({status})")
+    try:
+        data_prep.build(data_prep.make_source(args), data_prep.build_options(args))
+    except data_prep.SOURCE_ERRORS + data_prep.BUILD_ERRORS as error:
+        raise UserError(str(error)) from None
+    finally:
+        prep_log.setLevel(level)
     with open(recorded, "w", encoding="utf-8") as f:
         json.dump(command[1:], f)
-    from data_prep.__main__ import summary
-
-    say(summary(read_manifest(data_dir), data_dir))
+    say(data_prep.summary(read_manifest(data_dir), data_dir))
 
 
 def run_training(command: List[str], log_path: str, progress: EpochProgress) -> None:
