@@ -5,6 +5,7 @@ Parameter names and shapes follow Graphormer / Transformer-M (`spatial_pos_encod
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import vocabulary as vocab
 
@@ -29,7 +30,26 @@ class GraphRelationBias(nn.Module):
 
         Per hop, the mean of the bond-feature embeddings times that hop's H x H matrix;
         summed over hops and divided by the path length clipped to [1, max hops].
+        Both maps are linear, so hop k's contribution of a feature row is row k of the
+        table E W_k / 3: the bias is a sum of table rows (one embedding bag per pair),
+        without the [B, N, N, hops, 3, H] embeddings of `edge_bias_reference`.
         """
+        hops = min(edge_path.shape[3], self.multi_hop_max_dist)
+        index = vocab.hop_bond_index(edge_path[:, :, :, :hops])
+        table = self.edge_encoder.weight
+        # The padding row (no hop) takes part in the sum but, as in nn.Embedding, gets no gradient.
+        table = torch.cat([table[:1].detach(), table[1:]])
+        hop_weights = self.edge_dis_encoder.weight.view(-1, self.num_heads, self.num_heads)[:hops]
+        hop_tables = torch.einsum("vh,khg->kvg", table, hop_weights) / index.shape[-1]
+        rows = index + (torch.arange(hops, device=index.device) * table.shape[0]).view(hops, 1)
+        bias = F.embedding_bag(rows.reshape(-1, rows.shape[-2] * rows.shape[-1]),
+                               hop_tables.reshape(-1, self.num_heads), mode="sum")
+        bias = bias.view(*index.shape[:3], self.num_heads)
+        path_length = spd.clamp(min=1, max=self.multi_hop_max_dist).to(bias.dtype)
+        return (bias / path_length[..., None]).permute(0, 3, 1, 2)
+
+    def edge_bias_reference(self, edge_path: torch.Tensor, spd: torch.Tensor) -> torch.Tensor:
+        """The same function as `edge_bias`, written as Graphormer states it."""
         hops = min(edge_path.shape[3], self.multi_hop_max_dist)
         hop_embedding = self.edge_encoder(vocab.hop_bond_index(edge_path[:, :, :, :hops])).mean(-2)
         hop_weights = self.edge_dis_encoder.weight.view(-1, self.num_heads, self.num_heads)[:hops]

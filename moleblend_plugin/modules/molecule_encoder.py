@@ -83,9 +83,9 @@ class MoleculeEncoder(nn.Module):
             if coordinates is None:
                 coordinates = batch["coordinates"]
             pair_types = vocab.pair_type_index(batch["atomic_numbers"], atom_mask)
-            encoded = self.molecule_3d_bias(coordinates, pair_types, pair_mask)
+            encoded = self.molecule_3d_bias(coordinates, pair_types, relations.distance)
             bias = bias + encoded.bias * relations.distance[:, None]
-            x = x + ATOM_3D_FEATURE_SCALE * self.molecule_3d_bias.atom_features(encoded.kernels, relations.distance)
+            x = x + ATOM_3D_FEATURE_SCALE * encoded.atom_features
             directions = encoded.directions
         if relations.uses_2d:
             x = x + self.atom_feature.degrees(batch["degree"], atom_mask)

@@ -1,0 +1,112 @@
+"""The fast forms of the encoder compute the same function, and the same gradients, as
+their plain references (Graphormer's and Transformer-M's formulas through autograd)."""
+import pytest
+import torch
+
+from moleblend_plugin.criterions.pretrain import PretrainCriterion
+from moleblend_plugin.modules import vocabulary as vocab
+from moleblend_plugin.modules.gaussian_distance_bias import GaussianLayer
+from moleblend_plugin.modules.graph_relation_bias import GraphRelationBias
+
+from model_inputs import ASPIRIN, CAFFEINE, NAPHTHOL, SALT, batch_of, build_encoder
+
+
+def _randomize(module, seed):
+    """Weights far from their initialisation (including padding rows), so that no term
+    of the function vanishes by accident."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5 + p)
+
+
+def _value_and_gradients(module, fn, upstream):
+    module.zero_grad()
+    outputs = fn()
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    sum(float(i + 1) * (o * u).sum() for i, (o, u) in enumerate(zip(outputs, upstream))).backward()
+    return [o.detach() for o in outputs], {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+
+
+def _close(a, b, rtol, msg=None):
+    """Equal up to float32 rounding: sums taken in another order differ by a few ulps of
+    the tensor's largest entries, so the absolute tolerance scales with them."""
+    torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * float(b.abs().max()), msg=msg)
+
+
+def _assert_same(fast, reference, rtol=1e-5):
+    (fast_out, fast_grads), (ref_out, ref_grads) = fast, reference
+    for a, b in zip(fast_out, ref_out):
+        _close(a, b, rtol)
+    assert fast_grads.keys() == ref_grads.keys() and fast_grads
+    for name in ref_grads:
+        _close(fast_grads[name], ref_grads[name], rtol, msg=name)
+
+
+def test_edge_bias_tables_equal_graphormers_multi_hop_encoding():
+    batch = batch_of(ASPIRIN, CAFFEINE, SALT, NAPHTHOL)
+    module = GraphRelationBias(num_heads=6, multi_hop_max_dist=5)
+    _randomize(module, 0)
+    upstream = [torch.randn(4, 6, *batch["spd"].shape[1:])]
+    fast = _value_and_gradients(module, lambda: module.edge_bias(batch["edge_path"], batch["spd"]), upstream)
+    reference = _value_and_gradients(module, lambda: module.edge_bias_reference(batch["edge_path"], batch["spd"]), upstream)
+    _assert_same(fast, reference)
+    assert fast[0][0].abs().max() > 0.1  # not a comparison of zeros
+
+
+@pytest.mark.parametrize("hops", [1, 3, 5])
+def test_edge_bias_with_fewer_hops_than_the_paths_hold(hops):
+    batch = batch_of(ASPIRIN, CAFFEINE)
+    module = GraphRelationBias(num_heads=4, multi_hop_max_dist=hops)
+    _randomize(module, 1)
+    _close(module.edge_bias(batch["edge_path"], batch["spd"]),
+           module.edge_bias_reference(batch["edge_path"], batch["spd"]), rtol=1e-5)
+
+
+def test_gaussian_kernels_and_atom_sums_equal_their_autograd_reference():
+    batch = batch_of(ASPIRIN, CAFFEINE, SALT)
+    mask = batch["atom_mask"]
+    coordinates = batch["coordinates"]
+    distance = (coordinates.unsqueeze(1) - coordinates.unsqueeze(2)).norm(dim=-1)
+    pair_types = vocab.pair_type_index(batch["atomic_numbers"], mask)
+    # a blend-like 0/1 weight per pair, 0 on padding
+    weights = ((torch.rand(distance.shape, generator=torch.Generator().manual_seed(2)) > 0.4)
+               & mask[:, :, None] & mask[:, None, :]).float()
+    layer = GaussianLayer(num_kernels=16)
+    _randomize(layer, 3)
+    upstream = [torch.randn(*distance.shape, 16), torch.randn(*mask.shape, 16)]
+    fast = _value_and_gradients(layer, lambda: layer.kernels_and_atom_sums(distance, pair_types, weights), upstream)
+    reference = _value_and_gradients(
+        layer, lambda: layer.kernels_and_atom_sums_reference(distance, pair_types, weights), upstream)
+    _assert_same(fast, reference, rtol=1e-5)
+    assert set(fast[1]) == {"means.weight", "stds.weight", "mul.weight", "bias.weight"}
+
+
+def test_a_pretraining_step_has_the_gradients_of_the_reference_forms(monkeypatch):
+    """Loss and every parameter's gradient of a whole MoleBlend step, fast forms vs references."""
+    batch = batch_of(ASPIRIN, CAFFEINE, SALT)
+    criterion = PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
+
+    class Model(torch.nn.Module):
+        def __init__(self, encoder):
+            super().__init__()
+            self.encoder, self.cfg = encoder, encoder.cfg
+
+        def forward(self, batch):
+            return self.encoder(batch)
+
+    def step():
+        model = Model(build_encoder(pretrain_mode="moleblend")).train()
+        torch.manual_seed(7)  # the same blend draw and coordinate noise in both runs
+        loss, _, _ = criterion(model, {"net_input": {"batch": batch}, "nsentences": 3, "ntokens": 0})
+        loss.backward()
+        return loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+    fast_loss, fast_grads = step()
+    monkeypatch.setattr(GraphRelationBias, "edge_bias", GraphRelationBias.edge_bias_reference)
+    monkeypatch.setattr(GaussianLayer, "kernels_and_atom_sums", GaussianLayer.kernels_and_atom_sums_reference)
+    reference_loss, reference_grads = step()
+    _close(fast_loss, reference_loss, rtol=1e-5)
+    assert fast_grads.keys() == reference_grads.keys()
+    for name in reference_grads:
+        _close(fast_grads[name], reference_grads[name], rtol=1e-4, msg=name)
