@@ -5,6 +5,7 @@ import torch
 
 from moleblend_plugin.criterions.pretrain import PretrainCriterion
 from moleblend_plugin.modules import vocabulary as vocab
+from moleblend_plugin.modules.atom_embedding import AtomEmbedding
 from moleblend_plugin.modules.gaussian_distance_bias import GaussianLayer
 from moleblend_plugin.modules.graph_relation_bias import GraphRelationBias
 
@@ -31,7 +32,7 @@ def _value_and_gradients(module, fn, upstream):
 def _close(a, b, rtol, msg=None):
     """Equal up to float32 rounding: sums taken in another order differ by a few ulps of
     the tensor's largest entries, so the absolute tolerance scales with them."""
-    torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * float(b.abs().max()), msg=msg)
+    torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * float(b.detach().abs().max()), msg=msg)
 
 
 def _assert_same(fast, reference, rtol=1e-5):
@@ -61,6 +62,19 @@ def test_edge_bias_with_fewer_hops_than_the_paths_hold(hops):
     _randomize(module, 1)
     _close(module.edge_bias(batch["edge_path"], batch["spd"]),
            module.edge_bias_reference(batch["edge_path"], batch["spd"]), rtol=1e-5)
+
+
+def test_atom_feature_bags_equal_the_summed_embeddings():
+    batch = batch_of(ASPIRIN, SALT, NAPHTHOL)
+    module = AtomEmbedding(embed_dim=12)
+    _randomize(module, 4)  # also the padding row, which real atoms never index
+    mask = batch["atom_mask"]
+    upstream = [torch.randn(*mask.shape, 12) * mask[..., None]]  # padded atoms feed nothing
+    fast = _value_and_gradients(module, lambda: module.atoms(batch["atom_features"], mask), upstream)
+    reference = _value_and_gradients(module, lambda: module.atoms_reference(batch["atom_features"], mask), upstream)
+    _close(fast[0][0][mask], reference[0][0][mask], rtol=1e-5)
+    _close(fast[1]["atom_encoder.weight"], reference[1]["atom_encoder.weight"], rtol=1e-5)
+    assert not bool(mask.all())  # the batch has padded atoms
 
 
 def test_gaussian_kernels_and_atom_sums_equal_their_autograd_reference():
@@ -105,6 +119,7 @@ def test_a_pretraining_step_has_the_gradients_of_the_reference_forms(monkeypatch
     fast_loss, fast_grads = step()
     monkeypatch.setattr(GraphRelationBias, "edge_bias", GraphRelationBias.edge_bias_reference)
     monkeypatch.setattr(GaussianLayer, "kernels_and_atom_sums", GaussianLayer.kernels_and_atom_sums_reference)
+    monkeypatch.setattr(AtomEmbedding, "atoms", AtomEmbedding.atoms_reference)
     reference_loss, reference_grads = step()
     _close(fast_loss, reference_loss, rtol=1e-5)
     assert fast_grads.keys() == reference_grads.keys()

@@ -19,16 +19,21 @@ import gzip
 import os
 import statistics
 import time
+import types
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
+from moleblend_plugin.cpu_autocast import bf16_autocast, describe_cpu_bf16_support
 from moleblend_plugin.criterions.pretrain import PretrainCriterion
 from moleblend_plugin.data.collate import collate_molecules, molecule_inputs
 from moleblend_data.featurize import FeaturizeOptions, RejectedMolecule, make_record
 from moleblend_plugin.models.moleblend import MoleBlendConfig, MoleBlendEncoder
 from moleblend_plugin.modules import relation_heads, relation_mixing
+from moleblend_plugin.modules.atom_embedding import AtomEmbedding
+from moleblend_plugin.modules.gaussian_distance_bias import GaussianLayer
+from moleblend_plugin.modules.graph_relation_bias import GraphRelationBias
 
 ARCHS = {
     "moleblend_small": (dict(encoder_layers=6, encoder_embed_dim=256, encoder_ffn_embed_dim=256,
@@ -69,9 +74,11 @@ def batches(items, batch_size):
     return [collate_molecules(items[i:i + batch_size]) for i in range(0, len(items) - batch_size + 1, batch_size)]
 
 
-def build(arch_overrides, mode="moleblend", blend=True):
+def build(arch_overrides, mode="moleblend", blend=True, reference_forms=False):
     torch.manual_seed(0)
     encoder = MoleBlendEncoder(MoleBlendConfig(**arch_overrides, pretrain_mode=mode), 0, True)
+    if reference_forms:
+        use_reference_forms(encoder.molecule_encoder)
     if not blend:
         encoder.mode = dataclasses.replace(
             encoder.mode, relation_input=lambda pairs, has_3d, enc: relation_mixing.whole_modalities(
@@ -79,17 +86,32 @@ def build(arch_overrides, mode="moleblend", blend=True):
     return _Model(encoder).train()
 
 
-def step_seconds(model, data, repeats, autocast=False, versus=None):
+def use_reference_forms(molecule_encoder):
+    """This encoder computes its atom embeddings, edge bias and Gaussian kernels through the plain forms."""
+    atoms, edges, gaussians = (molecule_encoder.atom_feature, molecule_encoder.molecule_attn_bias,
+                               molecule_encoder.molecule_3d_bias.gbf)
+    atoms.atoms = types.MethodType(AtomEmbedding.atoms_reference, atoms)
+    edges.edge_bias = types.MethodType(GraphRelationBias.edge_bias_reference, edges)
+    gaussians.kernels_and_atom_sums = types.MethodType(GaussianLayer.kernels_and_atom_sums_reference, gaussians)
+
+
+class _Autocast(_Model):
+    """A model whose steps run under CPU bf16 autocast (as --cpu-bf16-autocast runs them)."""
+
+    def __init__(self, model):
+        super().__init__(model.encoder)
+
+
+def step_seconds(model, data, repeats, versus=None):
     """Median step time of `model`; with `versus`, also that of a second model, the two
     stepped in turn (A B A B ...) so that both see the same machine state."""
     criterion = PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
-    context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
     models = [model] + ([versus] if versus is not None else [])
     optimizers = [torch.optim.Adam(m.parameters(), lr=1e-5) for m in models]
 
     def step(m, optimizer, batch):
         optimizer.zero_grad()
-        with context:
+        with bf16_autocast(isinstance(m, _Autocast)):
             loss, _, _ = criterion(m, {"net_input": {"batch": batch}, "nsentences": 0, "ntokens": 0})
         loss.backward()
         optimizer.step()
@@ -105,6 +127,15 @@ def step_seconds(model, data, repeats, autocast=False, versus=None):
                 times[k].append(time.perf_counter() - start)
     medians = [statistics.median(t) for t in times]
     return medians if versus is not None else medians[0]
+
+
+def loss_terms(model, batch, autocast):
+    """The loss terms of one batch, the blend and noise drawn from a fixed seed."""
+    criterion = PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
+    torch.manual_seed(1)
+    with torch.no_grad(), bf16_autocast(autocast):
+        terms, _ = criterion.compute_terms(model, model(batch), batch)
+    return {name: float(value) for name, value in terms.items()}
 
 
 def step_flops(model, batch):
@@ -150,29 +181,43 @@ def main():
     atoms = [i["atom_features"].shape[0] for i in items]
     print(f"{len(items)} MOSES molecules with RDKit conformers, {statistics.mean(atoms):.1f} heavy atoms on average "
           f"(max {max(atoms)}); torch {torch.__version__}, {args.threads} threads, fp32 unless stated")
+    print(f"bf16: {describe_cpu_bf16_support()}")
     for name in args.archs.split(","):
         overrides, batch_size = ARCHS[name]
         data = batches(items, batch_size)
         model = build(overrides)
-        # The reference is measured right before and after the steps it is compared with
-        # (the faster of the two), so that both see the same machine.
-        peak = matmul_flops_per_second()
+        # The large-matmul reference is the fastest of several measurements spread over the
+        # run (before and after the steps it is compared with), so that a busy moment of a
+        # shared machine does not lower it.
+        peaks = [matmul_flops_per_second()]
         seconds = step_seconds(model, data, args.repeats)
-        peak = max(peak, matmul_flops_per_second())
+        peaks.append(matmul_flops_per_second())
         flops = step_flops(model, data[0])
         with materialized_heads():
             materialized = step_seconds(model, data, args.repeats)
-        bf16 = step_seconds(model, data, args.repeats, autocast=True)
+        fast, reference = step_seconds(build(overrides), data, args.repeats,
+                                       versus=build(overrides, reference_forms=True))
+        fp32_in_turn, bf16_in_turn = step_seconds(build(overrides), data, args.repeats,
+                                                  versus=_Autocast(build(overrides)))
         blend, no_blend = step_seconds(build(overrides), data, args.repeats, versus=build(overrides, blend=False))
+        peaks.append(matmul_flops_per_second())
+        peak = max(peaks)
+        fp32_terms, bf16_terms = loss_terms(model.eval(), data[-1], False), loss_terms(model, data[-1], True)
+        model.train()
+        worst = max(abs(bf16_terms[k] - fp32_terms[k]) / abs(fp32_terms[k]) for k in fp32_terms)
         print(f"\n{name} (batch {batch_size}, MoleBlend mode: blend + noisy node)")
-        print(f"  large-matmul throughput        {peak / 1e9:8.1f} GFLOP/s (2048 x 2048 fp32, same threads)")
+        print(f"  large-matmul throughput        {peak / 1e9:8.1f} GFLOP/s (2048 x 2048 fp32, same threads; "
+              f"fastest of {', '.join(f'{p / 1e9:.0f}' for p in peaks)})")
         print(f"  pretraining throughput         {batch_size / seconds:8.1f} molecules/s  (step {seconds * 1e3:.0f} ms)")
         print(f"  achieved / large-matmul FLOP/s {flops / seconds / peak:8.2f}  ({flops / seconds / 1e9:.1f} GFLOP/s, "
               f"{flops / 1e9:.1f} GFLOP per step)")
-        print(f"  materialized / factorized heads step time {materialized / seconds:6.2f}")
-        print(f"  bf16 autocast / fp32 step time            {bf16 / seconds:6.2f}")
-        print(f"  blend / no blend (2D+3D summed) step time {blend / no_blend:6.2f}  (stepped in turn)")
-
+        print(f"  materialized / factorized heads step time     {materialized / seconds:6.2f}")
+        print(f"  reference / fast encoder forms step time      {reference / fast:6.2f}  (stepped in turn)")
+        print(f"  bf16 autocast / fp32 step time                {bf16_in_turn / fp32_in_turn:6.2f}  (stepped in turn; "
+              f"bf16 {batch_size / bf16_in_turn:.1f} molecules/s)")
+        print(f"  bf16 vs fp32 loss terms, largest relative difference {worst:.2e}  "
+              f"({', '.join(f'{k} {fp32_terms[k]:.4f}/{bf16_terms[k]:.4f}' for k in fp32_terms)})")
+        print(f"  blend / no blend (2D+3D summed) step time     {blend / no_blend:6.2f}  (stepped in turn)")
 
 if __name__ == "__main__":
     main()

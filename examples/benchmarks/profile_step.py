@@ -10,7 +10,6 @@ size as training does. Prints
     python examples/benchmarks/profile_step.py [--arch moleblend_small] [--molecules 256] [--threads 2]
 """
 import argparse
-import contextlib
 import dataclasses
 import os
 
@@ -18,6 +17,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from pretraining_speed import ARCHS, batches, build, load_molecules
+from moleblend_plugin.cpu_autocast import bf16_autocast
 from moleblend_plugin.criterions.pretrain import PretrainCriterion
 
 # The model's parts: (label, attribute path of a module, its methods that compute the part).
@@ -107,18 +107,21 @@ def main():
     parser.add_argument("--molecules", type=int, default=256, help="molecules to featurize (with conformers)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--bf16", action="store_true", help="run the step under CPU bf16 autocast")
+    parser.add_argument("--reference-forms", action="store_true",
+                        help="compute the edge bias and Gaussian kernels through their plain reference forms "
+                             "(the encoder before its fast forms)")
     parser.add_argument("--rows", type=int, default=25, help="operators to list")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     overrides, batch_size = ARCHS[args.arch]
     data = batches(load_molecules(args.moses, args.molecules, seed=0), batch_size)
-    model = build(overrides)
+    model = build(overrides, reference_forms=args.reference_forms)
     sections = BackwardSections()
     annotate_parts(model, sections)
     criterion = PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
+    autocast = bf16_autocast(args.bf16)
 
     def step(batch):
         optimizer.zero_grad()
@@ -138,7 +141,7 @@ def main():
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     print(f"{args.arch}, batch {batch_size}, {len(data)} steps, {args.threads} threads, "
-          f"{'bf16 autocast' if args.bf16 else 'fp32'}; {total / 1e3 / len(data):.0f} ms of CPU time per step")
+          f"{'bf16 autocast' if args.bf16 else 'fp32'}, {'reference' if args.reference_forms else 'fast'} forms; {total / 1e3 / len(data):.0f} ms of CPU time per step")
     print("\nby part, ms per step and share of the step:")
     for e in sorted((e for e in events if e.key.startswith(RANGES)), key=lambda e: (RANGES.index(e.key.split(":")[0] + ": "), e.key)):
         print(f"  {e.key:50s} {e.cpu_time_total / 1e3 / len(data):8.1f} ms  {e.cpu_time_total / total:6.1%}")

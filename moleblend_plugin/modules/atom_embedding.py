@@ -5,6 +5,7 @@ out-degree tables; molecules are undirected, so both are indexed by the same deg
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import vocabulary as vocab
 
@@ -18,7 +19,16 @@ class AtomEmbedding(nn.Module):
         self.graph_token = nn.Embedding(1, embed_dim)
 
     def atoms(self, atom_features: torch.Tensor, atom_mask: torch.Tensor) -> torch.Tensor:
-        """[B, N, 9] -> [B, N, D]"""
+        """[B, N, 9] -> [B, N, D]: the sum of the atom's 9 feature rows, as one embedding bag
+        (without building the [B, N, 9, D] rows). Real atoms never index the padding row;
+        padded atoms index only it and get zeros, as nn.Embedding gives them."""
+        index = vocab.atom_feature_index(atom_features, atom_mask)
+        summed = F.embedding_bag(index.reshape(-1, index.shape[-1]), self.atom_encoder.weight, mode="sum",
+                                 padding_idx=self.atom_encoder.padding_idx)
+        return summed.view(*index.shape[:-1], -1)
+
+    def atoms_reference(self, atom_features: torch.Tensor, atom_mask: torch.Tensor) -> torch.Tensor:
+        """The same function as `atoms`, through nn.Embedding."""
         return self.atom_encoder(vocab.atom_feature_index(atom_features, atom_mask)).sum(dim=-2)
 
     def degrees(self, degree: torch.Tensor, atom_mask: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ from fairseq.tasks import FairseqTask
 from omegaconf import II
 
 from ..checkpoints.recovery import repair_restore_file
+from ..cpu_autocast import AutocastCriterion, describe_cpu_bf16_support
 from moleblend_data.featurize import check_featurization_version
 from ..data.molecule_dataset import MoleculeDataset
 from moleblend_data.shards import MoleculeShards, read_manifest
@@ -22,6 +23,11 @@ class MoleculeTaskConfig(FairseqDataclass):
     conformers: ChoiceEnum(["random", "first"]) = field(
         default="random", metadata={"help": "training conformer per molecule: a random one per epoch, or always the first (valid/test always take the first)"})
     max_atoms: int = field(default=512, metadata={"help": "largest molecule (atoms) batches may hold"})
+    cpu_bf16_autocast: bool = field(
+        default=False, metadata={"help": "run each training and validation step's forward and losses under "
+                                         "torch.autocast('cpu', bfloat16): matrix products in bf16, parameters, "
+                                         "gradients and optimizer state in fp32 (fast on CPUs with AMX-BF16 or "
+                                         "AVX512-BF16; fairseq's --bf16 casts the whole model and needs a GPU)"})
     seed: int = II("common.seed")
     # Where fairseq resumes from: checked (and repaired from an intact checkpoint) at set-up.
     save_dir: str = II("checkpoint.save_dir")
@@ -48,6 +54,8 @@ class MoleculeTask(FairseqTask):
                               "featurization_version": self.manifest.get("featurization_version")},
             "source_type": self.manifest.get("source", {}).get("type", ""),
         })
+        if cfg.cpu_bf16_autocast:
+            logger.info("steps run under CPU bf16 autocast; %s", describe_cpu_bf16_support())
 
     @property
     def task_name(self) -> str:
@@ -96,6 +104,15 @@ class MoleculeTask(FairseqTask):
         # drops the remainder of a split that does not fill a multiple: up to 7 valid or test
         # molecules would go unscored. Molecule batches gain nothing from the rounding.
         return super().get_batch_iterator(dataset, *args, required_batch_size_multiple=1, **kwargs)
+
+    def _step_criterion(self, criterion):
+        return AutocastCriterion(criterion) if self.cfg.cpu_bf16_autocast else criterion
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        return super().train_step(sample, model, self._step_criterion(criterion), optimizer, update_num, ignore_grad)
+
+    def valid_step(self, sample, model, criterion):
+        return super().valid_step(sample, model, self._step_criterion(criterion))
 
     def max_positions(self):
         return self.cfg.max_atoms + 1
