@@ -1,20 +1,21 @@
 """Peak memory of a pretraining step per molecule, and how it grows with molecule size.
 
-For real molecules of about 20, 40 and 80 heavy atoms (MoleculeNet HIV SMILES with RDKit
+For real molecules of about 20, 40 and 80 heavy atoms (within SIZE_SPREAD) (MoleculeNet HIV SMILES with RDKit
 conformers), a MoleBlend-mode step (forward, losses, backward) of a batch of one size is
-run under torch's profiler with memory recording; the peak is the allocator's largest
-total during the step minus its total before the step (parameters are allocated before,
-so the figure is activations, saved tensors, gradients and temporaries). A GPU's memory
-decides how many molecules of a size a batch can hold; these bytes are the same tensors.
+run under torch's profiler with memory recording; its peak is the allocator's largest
+total during the step minus its total before it. Steps of k and 2k molecules give the
+bytes each further molecule adds (activations, saved tensors, temporaries) and the fixed
+part (parameter gradients and the like). A GPU's memory decides how many molecules of a
+size a batch can hold; the per-molecule bytes are the same tensors there.
 
-    python examples/benchmarks/step_memory.py [--hiv PATH] [--per-size 8] [--threads 2]
+    python examples/benchmarks/step_memory.py [--hiv PATH] [--per-size 32] [--threads 2]
 """
 import argparse
 import csv
 import os
 
 import torch
-from rdkit import Chem
+from rdkit import Chem, RDLogger
 from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
 
@@ -25,16 +26,18 @@ from moleblend_plugin.criterions.pretrain import PretrainCriterion
 from moleblend_plugin.data.collate import collate_molecules, molecule_inputs
 
 SIZES = (20, 40, 80)
+# Heavy atoms a molecule may differ from its nominal size by (HIV holds too few of exactly 80).
+SIZE_SPREAD = 2
 
 
 def molecules_of_size(path, size, count, seed=0):
-    """The first `count` molecules of the file with exactly `size` heavy atoms (one
+    """The first `count` molecules of the file with `size` +- SIZE_SPREAD heavy atoms (one
     fragment, so that the size is the molecule's), with an RDKit conformer."""
     items = []
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             mol = Chem.MolFromSmiles(row["smiles"])
-            if mol is None or mol.GetNumAtoms() != size or len(Chem.GetMolFrags(mol)) != 1:
+            if mol is None or abs(mol.GetNumAtoms() - size) > SIZE_SPREAD or len(Chem.GetMolFrags(mol)) != 1:
                 continue
             try:
                 record = make_record(row["smiles"], FeaturizeOptions(num_conformers=1, seed=seed), id=row["smiles"])
@@ -43,7 +46,7 @@ def molecules_of_size(path, size, count, seed=0):
             items.append(molecule_inputs(record, 0))
             if len(items) == count:
                 return items
-    raise SystemExit(f"{path}: only {len(items)} molecules of {size} heavy atoms with a conformer; lower --per-size")
+    raise SystemExit(f"{path}: only {len(items)} molecules of {size} +- {SIZE_SPREAD} heavy atoms with a conformer; lower --per-size")
 
 
 def peak_step_bytes(model, batch, autocast=False):
@@ -75,25 +78,32 @@ def main():
     default_data = os.environ.get("MOLEBLEND_DATA", os.path.expanduser("~/.cache/moleblend/datasets"))
     parser.add_argument("--hiv", default=os.path.join(default_data, "moleculenet", "hiv.csv"),
                         help="MoleculeNet HIV CSV as laid out by scripts/fetch_datasets.sh (default: $MOLEBLEND_DATA/moleculenet/hiv.csv)")
-    parser.add_argument("--per-size", type=int, default=8, help="molecules per size, one batch")
+    parser.add_argument("--per-size", type=int, default=32, help="molecules per size (batches of half and all of them)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--archs", default="moleblend_small,moleblend_base", help="comma-separated architectures")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    batches = {size: collate_molecules(molecules_of_size(args.hiv, size, args.per_size)) for size in SIZES}
-    print(f"peak memory of a MoleBlend-mode step (forward, losses, backward), batches of {args.per_size} "
-          f"HIV molecules of one size with RDKit conformers; MiB per molecule")
-    print(f"{'model':18s} {'precision':10s} " + " ".join(f"{f'{s} atoms':>10s}" for s in SIZES)
-          + "   80 / 20 atoms   80 / 40")
+    RDLogger.DisableLog("rdApp.*")  # HIV holds molecules RDKit warns about; they are skipped
+    molecules = {size: molecules_of_size(args.hiv, size, args.per_size) for size in SIZES}
+    half = args.per_size // 2
+    print(f"peak memory of a MoleBlend-mode step (forward, losses, backward) on HIV molecules with RDKit conformers, "
+          f"batches of {half} and {args.per_size} molecules of one size; MiB")
+    print(f"{'model':16s} {'precision':10s} " + " ".join(f"{f'{s} atoms':>9s}" for s in SIZES)
+          + "   80 / 20   80 / 40   fixed (at 20, 40, 80 atoms)")
     for name in args.archs.split(","):
         model = build(ARCHS[name][0])
         for autocast in (False, True):
-            per_molecule = {s: peak_step_bytes(model, batches[s], autocast) / args.per_size / 2 ** 20 for s in SIZES}
-            print(f"{name:18s} {'bf16 auto' if autocast else 'fp32':10s} "
-                  + " ".join(f"{per_molecule[s]:10.1f}" for s in SIZES)
-                  + f"   {per_molecule[80] / per_molecule[20]:13.1f}   {per_molecule[80] / per_molecule[40]:7.1f}")
-
+            per_molecule, fixed = {}, {}
+            for size in SIZES:
+                small = peak_step_bytes(model, collate_molecules(molecules[size][:half]), autocast)
+                large = peak_step_bytes(model, collate_molecules(molecules[size]), autocast)
+                per_molecule[size] = (large - small) / (args.per_size - half) / 2 ** 20
+                fixed[size] = small / 2 ** 20 - half * per_molecule[size]
+            print(f"{name:16s} {'bf16 auto' if autocast else 'fp32':10s} "
+                  + " ".join(f"{per_molecule[s]:9.1f}" for s in SIZES)
+                  + f"   {per_molecule[80] / per_molecule[20]:7.1f}   {per_molecule[80] / per_molecule[40]:7.1f}   "
+                  + ", ".join(f"{fixed[s]:.0f}" for s in SIZES))
 
 if __name__ == "__main__":
     main()
