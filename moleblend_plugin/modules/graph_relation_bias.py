@@ -5,9 +5,20 @@ Parameter names and shapes follow Graphormer / Transformer-M (`spatial_pos_encod
 """
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import vocabulary as vocab
+
+
+def _row_counts(rows: torch.Tensor, num_rows: int):
+    """rows [P, S] of a table with num_rows rows -> (the rows that occur [U], sorted;
+    counts [P, U]: how often each of them occurs in each of the P lists)."""
+    present = torch.zeros(num_rows, dtype=torch.bool, device=rows.device)
+    present[rows.reshape(-1)] = True
+    used = present.nonzero().squeeze(1)
+    compact = torch.cumsum(present, 0) - 1
+    counts = torch.zeros(rows.shape[0], used.shape[0], device=rows.device)
+    counts.scatter_add_(1, compact[rows], torch.ones(rows.shape, device=rows.device))
+    return used, counts
 
 
 class GraphRelationBias(nn.Module):
@@ -31,8 +42,10 @@ class GraphRelationBias(nn.Module):
         Per hop, the mean of the bond-feature embeddings times that hop's H x H matrix;
         summed over hops and divided by the path length clipped to [1, max hops].
         Both maps are linear, so hop k's contribution of a feature row is row k of the
-        table E W_k / 3: the bias is a sum of table rows (one embedding bag per pair),
-        without the [B, N, N, hops, 3, H] embeddings of `edge_bias_reference`.
+        table E W_k / 3, and a pair's bias is a sum of table rows. Molecules use few
+        distinct rows (tens: bond types, stereo and conjugation per hop), so the sum is a
+        [pairs, rows used] count matrix times those rows: no [B, N, N, hops, 3, H]
+        embeddings as in `edge_bias_reference`, and a matrix product as the backward.
         """
         hops = min(edge_path.shape[3], self.multi_hop_max_dist)
         index = vocab.hop_bond_index(edge_path[:, :, :, :hops])
@@ -40,11 +53,10 @@ class GraphRelationBias(nn.Module):
         # The padding row (no hop) takes part in the sum but, as in nn.Embedding, gets no gradient.
         table = torch.cat([table[:1].detach(), table[1:]])
         hop_weights = self.edge_dis_encoder.weight.view(-1, self.num_heads, self.num_heads)[:hops]
-        hop_tables = torch.einsum("vh,khg->kvg", table, hop_weights) / index.shape[-1]
+        hop_tables = torch.einsum("vh,khg->kvg", table, hop_weights).reshape(-1, self.num_heads) / index.shape[-1]
         rows = index + (torch.arange(hops, device=index.device) * table.shape[0]).view(hops, 1)
-        bias = F.embedding_bag(rows.reshape(-1, rows.shape[-2] * rows.shape[-1]),
-                               hop_tables.reshape(-1, self.num_heads), mode="sum")
-        bias = bias.view(*index.shape[:3], self.num_heads)
+        used, counts = _row_counts(rows.reshape(-1, rows.shape[-2] * rows.shape[-1]), hop_tables.shape[0])
+        bias = (counts.to(hop_tables.dtype) @ hop_tables[used]).view(*index.shape[:3], self.num_heads)
         path_length = spd.clamp(min=1, max=self.multi_hop_max_dist).to(bias.dtype)
         return (bias / path_length[..., None]).permute(0, 3, 1, 2)
 
