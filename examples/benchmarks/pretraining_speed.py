@@ -104,7 +104,10 @@ class _Autocast(_Model):
 
 def step_seconds(model, data, repeats, versus=None):
     """Median step time of `model`; with `versus`, also that of a second model, the two
-    stepped in turn (A B A B ...) so that both see the same machine state."""
+    taking turns pass by pass (a pass steps through all batches), so that both see the
+    same machine. Turns of whole passes, not of single steps: a model stepped right after
+    another inherits that one's allocator state (freed blocks of other sizes), which a
+    training run never does."""
     criterion = PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
     models = [model] + ([versus] if versus is not None else [])
     optimizers = [torch.optim.Adam(m.parameters(), lr=1e-5) for m in models]
@@ -116,12 +119,11 @@ def step_seconds(model, data, repeats, versus=None):
         loss.backward()
         optimizer.step()
 
-    for m, optimizer in zip(models, optimizers):
-        step(m, optimizer, data[0])  # warm-up
     times = [[] for _ in models]
     for _ in range(repeats):
-        for batch in data:
-            for k, (m, optimizer) in enumerate(zip(models, optimizers)):
+        for k, (m, optimizer) in enumerate(zip(models, optimizers)):
+            step(m, optimizer, data[0])  # warm-up of this turn
+            for batch in data:
                 start = time.perf_counter()
                 step(m, optimizer, batch)
                 times[k].append(time.perf_counter() - start)
@@ -171,7 +173,7 @@ def main():
     parser.add_argument("--moses", default=os.path.join(default_data, "moses", "train.csv.gz"),
                         help="MOSES SMILES as laid out by shared/datasets/fetch.sh (default: $MOLEBLEND_DATA/moses/train.csv.gz)")
     parser.add_argument("--molecules", type=int, default=256, help="molecules to featurize (with conformers)")
-    parser.add_argument("--repeats", type=int, default=2, help="passes over the batches per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="passes over the batches per model and measurement")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--archs", default="moleblend_small,moleblend_base", help="comma-separated architectures")
     args = parser.parse_args()
@@ -212,12 +214,12 @@ def main():
         print(f"  achieved / large-matmul FLOP/s {flops / seconds / peak:8.2f}  ({flops / seconds / 1e9:.1f} GFLOP/s, "
               f"{flops / 1e9:.1f} GFLOP per step)")
         print(f"  materialized / factorized heads step time     {materialized / seconds:6.2f}")
-        print(f"  reference / fast encoder forms step time      {reference / fast:6.2f}  (stepped in turn)")
-        print(f"  bf16 autocast / fp32 step time                {bf16_in_turn / fp32_in_turn:6.2f}  (stepped in turn; "
+        print(f"  reference / fast encoder forms step time      {reference / fast:6.2f}  (passes in turn)")
+        print(f"  bf16 autocast / fp32 step time                {bf16_in_turn / fp32_in_turn:6.2f}  (passes in turn; "
               f"bf16 {batch_size / bf16_in_turn:.1f} molecules/s)")
         print(f"  bf16 vs fp32 loss terms, largest relative difference {worst:.2e}  "
               f"({', '.join(f'{k} {fp32_terms[k]:.4f}/{bf16_terms[k]:.4f}' for k in fp32_terms)})")
-        print(f"  blend / no blend (2D+3D summed) step time     {blend / no_blend:6.2f}  (stepped in turn)")
+        print(f"  blend / no blend (2D+3D summed) step time     {blend / no_blend:6.2f}  (passes in turn)")
 
 if __name__ == "__main__":
     main()
