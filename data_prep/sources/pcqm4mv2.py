@@ -28,14 +28,14 @@ def load_split_dict(path: str) -> dict[str, np.ndarray]:
     weights_only=True and only numpy's array classes allowed."""
     import torch  # only this source needs it
 
-    import importlib
-
-    allowed = [np.ndarray, np.dtype] + [type(np.dtype(t)) for t in (np.int64, np.int32)]
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1 / numpy 2 names
-        try:
-            allowed.append(importlib.import_module(module)._reconstruct)
-        except (ImportError, AttributeError):
-            pass
+    try:
+        from numpy._core.multiarray import _reconstruct  # numpy 2
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct  # numpy 1
+    # Pickles name the function by the module that wrote them (numpy.core under numpy 1,
+    # numpy._core under numpy 2); both names are allowed, for the one function.
+    allowed = [np.ndarray, np.dtype] + [type(np.dtype(t)) for t in (np.int64, np.int32)] + [
+        (_reconstruct, f"{module}._reconstruct") for module in ("numpy.core.multiarray", "numpy._core.multiarray")]
     with torch.serialization.safe_globals(allowed):
         loaded = torch.load(path, weights_only=True)
     return {name: np.asarray(values, dtype=np.int64) for name, values in loaded.items()}
