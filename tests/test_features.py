@@ -64,3 +64,19 @@ def test_single_fragment_features_independent_of_counter_ion():
 def test_metal_complex_featurizes(smiles):
     atoms, _, _ = featurize_mol(Chem.MolFromSmiles(smiles))
     assert 28 in atoms[:, 0]  # copper
+
+
+@pytest.mark.parametrize("smiles", [
+    "[CH2]C", "[CH]", "[O-2].[Ca+2]", "[Fe+3]", "C[N+](C)(C)C", "[U]", "[Zn+2].[Cl-].[Cl-]", "F[S](F)(F)(F)(F)F",
+    "[Pt](N)(N)(Cl)Cl", "C/C=C/C", "C[C@H](N)C(=O)O", "c1ccccc1C#N", "[SiH4]", "[2H]C", "P(=O)(O)(O)O",
+    "[Fe+2].c1cc[cH-]c1.c1cc[cH-]c1", "[Au+]", "B(F)(F)F",
+])
+def test_unusual_values_map_as_ogb_maps_them(smiles):
+    """Charges, radicals, hypervalent atoms, metals, isotopes: values OGB lists and values
+    it sends to its 'misc' entries."""
+    mol = Chem.MolFromSmiles(smiles)
+    assert mol is not None, smiles
+    graph = smiles2graph(smiles)
+    atoms, _, bonds = featurize_mol(mol)
+    np.testing.assert_array_equal(atoms, graph["node_feat"], err_msg=smiles)
+    np.testing.assert_array_equal(bonds, graph["edge_feat"][::2], err_msg=smiles)
