@@ -46,13 +46,16 @@ def pair_relations(num_atoms: int, bond_index: np.ndarray, bond_features: np.nda
     dist[a, b] = 1
     dist[b, a] = 1
     via = np.full((n, n), -1, dtype=np.int64)
+    candidate = np.empty_like(dist)
+    shorter = np.empty((n, n), dtype=bool)
     for k in range(n):
         # Row k and column k cannot change while k is the intermediate (dist[k, k] = 0),
-        # so updating all pairs at once equals the sequential triple loop.
-        candidate = dist[:, k, None] + dist[None, k, :]
-        shorter = candidate < dist
-        dist = np.where(shorter, candidate, dist)
-        via[shorter] = k
+        # so updating all pairs at once equals the sequential triple loop. In place: the
+        # arrays are small, and allocating them cost more than the arithmetic.
+        np.add(dist[:, k, None], dist[None, k, :], out=candidate)
+        np.less(candidate, dist, out=shorter)
+        np.copyto(dist, candidate, where=shorter)
+        np.copyto(via, k, where=shorter)
     reachable = dist < far
 
     # next_atom[i, j]: the atom after i on the path i -> j. The path i -> j is
