@@ -7,6 +7,7 @@ shapes follow Transformer-M (`gbf.{means,stds,mul,bias}`, `gbf_proj`, `edge_proj
 """
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -63,7 +64,7 @@ class NonLinear(nn.Module):
 class DistanceEncoding:
     bias: torch.Tensor  # [B, H, N, N] per-head attention bias
     kernels: torch.Tensor  # [B, N, N, K] Gaussian features (padded pairs not zeroed)
-    directions: torch.Tensor  # [B, N, N, 3] unit vectors pos_j - pos_i
+    directions: Optional[torch.Tensor]  # [B, N, N, 3] unit vectors pos_j - pos_i; None from distances alone
 
 
 class GaussianDistanceBias(nn.Module):
@@ -82,6 +83,13 @@ class GaussianDistanceBias(nn.Module):
         bias = self.gbf_proj(kernels).permute(0, 3, 1, 2)
         directions = delta / (distance.unsqueeze(-1) + DIRECTION_EPS)
         return DistanceEncoding(bias=bias, kernels=kernels, directions=directions)
+
+    def encode_distances(self, distance: torch.Tensor, pair_types: torch.Tensor) -> DistanceEncoding:
+        """The same encoding from a [B, N, N] distance matrix, e.g. distances predicted from
+        the 2D graph, which have no directions."""
+        kernels = self.gbf(distance, pair_types)
+        bias = self.gbf_proj(kernels).permute(0, 3, 1, 2)
+        return DistanceEncoding(bias=bias, kernels=kernels, directions=None)
 
     def atom_features(self, kernels: torch.Tensor, pair_weight: torch.Tensor) -> torch.Tensor:
         """Each atom's kernel features summed over its partners, weighted by pair_weight
