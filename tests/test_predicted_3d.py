@@ -67,6 +67,13 @@ def test_predicted_distances_are_the_distance_head_on_2d_input_symmetric_and_non
     assert torch.equal(predicted, predicted.transpose(1, 2))
     assert (predicted >= 0).all()
     assert (predicted[~off_diagonal] == 0).all()  # self pairs and padding
+    # They are the 3D input of the model (the batch's coordinates, all zero here, are not).
+    every = mixing.whole_modalities(pairs, (mixing.SPD, mixing.EDGE, mixing.DISTANCE))
+    with torch.no_grad():
+        graph = model.encoder.embed(batch)
+        trunk = model.encoder.molecule_encoder
+        torch.testing.assert_close(graph, trunk(batch, every, distances=predicted).graph_state)
+        assert not torch.allclose(graph, trunk(batch, every, distances=torch.zeros_like(predicted)).graph_state)
 
 
 def test_predicted_distances_of_a_molecule_do_not_depend_on_its_batch():
