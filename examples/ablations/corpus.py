@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 from typing import List, Optional
@@ -94,11 +95,11 @@ def build_corpus(dest: str, data: str, rows: int = ROWS, workers: int = 1, dry_r
         say(f"# the corpus is already built in {dest}: {manifest['num_molecules']} molecules")
         return manifest
     if dry_run:
-        say(" ".join(command))
+        say("+ " + shlex.join(command))
         return None
     if not os.path.exists(moses_input(data)):
         raise SystemExit(f"error: no {moses_input(data)}; fetch the datasets with: bash scripts/fetch_datasets.sh {data}")
-    say(" ".join(command))
+    say("+ " + shlex.join(command))
     subprocess.run(command, cwd=REPO, check=True)
     with open(manifest_path, encoding="utf-8") as f:
         return json.load(f)
