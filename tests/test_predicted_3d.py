@@ -1,8 +1,10 @@
 """Fine-tuning on 2D data with distances predicted by the pretrained model (2d+predicted3d)."""
+import os
+
 import pytest
 import torch
 
-from finetune_runs import bbbp_dataset, finetune, pretrain_checkpoint
+from finetune_runs import REPO, bbbp_dataset, finetune, pretrain_checkpoint
 from model_inputs import ASPIRIN, CAFFEINE, ETHANOL, SALT, batch_of, build_encoder
 from moleblend_plugin.checkpoints.safe_loading import load_checkpoint_file
 from moleblend_plugin.embeddings import MoleculeEmbedder
@@ -156,3 +158,21 @@ def test_a_checkpoint_without_a_distance_regression_head_is_refused_in_one_line(
 def test_predicted_3d_without_a_pretrained_checkpoint_is_refused(tmp_path):
     with pytest.raises(UserError, match="needs a pretrained checkpoint"):
         finetune(bbbp_dataset(), str(tmp_path / "ft"), "--input-modality", PREDICTED_3D, "--max-epoch", "1")
+
+
+def test_moleblend_finetune_builds_no_conformers_for_predicted_3d_and_needs_pretrained(tmp_path):
+    from moleblend_plugin.workflows.finetune import FinetuneRequest, finetune as workflow
+
+    esol = os.path.join(REPO, "examples", "data", "esol", "esol.csv")
+    target = ["measured log solubility in mols per litre"]
+    with pytest.raises(UserError, match="give --pretrained"):
+        workflow(FinetuneRequest(input=esol, output=str(tmp_path / "a"), target_columns=target,
+                                 input_modality=PREDICTED_3D))
+    lines = []
+    workflow(FinetuneRequest(input=esol, output=str(tmp_path / "b"), target_columns=target,
+                             input_modality=PREDICTED_3D, pretrained=pretrain_checkpoint(), dry_run=True),
+             say=lines.append)
+    prep = next(line for line in lines if " -m data_prep csv " in line)
+    train = next(line for line in lines if " -m moleblend_plugin.train " in line)
+    assert "--conformers 0" in prep
+    assert f"--input-modality {PREDICTED_3D}" in train and "--relation-head-dim 16" in train
