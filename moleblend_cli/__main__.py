@@ -54,8 +54,10 @@ def finetune_parser(parser: argparse.ArgumentParser) -> None:
     split.add_argument("--fold", type=int, default=0, help="which fold (0..K-1) is the valid split (default 0)")
     model = parser.add_argument_group("model and training (defaults chosen from the data and printed)")
     model.add_argument("--pretrained", default="", help="a MoleBlend checkpoint to start from (default: from scratch)")
-    model.add_argument("--input-modality", choices=["2d", "3d", "2d+3d"], default="2d",
-                       help="2d: graph only; 3d / 2d+3d add one RDKit conformer per molecule (default 2d)")
+    model.add_argument("--input-modality", choices=["2d", "3d", "2d+3d", "2d+predicted3d"], default="2d",
+                       help="2d: graph only; 3d / 2d+3d add one RDKit conformer per molecule; 2d+predicted3d adds "
+                            "the distances that the --pretrained model's distance head predicts from the graph, no "
+                            "conformers (default 2d)")
     model.add_argument("--arch", default="", help="architecture (default: the pretrained one's, else moleblend_small)")
     model.add_argument("--metric", default="", help="valid metric choosing the checkpoint (default auc / rmse)")
     model.add_argument("--batch-size", type=int, default=0, help="molecules per batch (default 32 or 64 by size)")

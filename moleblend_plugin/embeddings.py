@@ -13,7 +13,9 @@ Graph atoms are the input's atoms in RDKit's reading order; with a heavy-atom ch
 the hydrogens are left out (except those that fix a double bond's E/Z, as in training),
 the other atoms keeping their relative order. Rows come back in input order; a molecule that cannot be featurized keeps a NaN row (and
 `atoms[i]` is None) with the reason in `errors[i]`. The encoder sees the relations of
-`input_modality`: 2d (shortest-path and bond-path biases), 3d (distances) or 2d+3d.
+`input_modality`: 2d (shortest-path and bond-path biases), 3d (distances) or 2d+3d; a
+model fine-tuned with 2d+predicted3d embeds with its own input (its frozen distance
+predictor's distances, no conformers).
 For 3D input, a molecule read from an SDF (an RDKit Mol with a 3D conformer) brings its
 own geometry; SMILES get one RDKit conformer (ETKDG + MMFF, seeded by the molecule).
 Molecules are featurized with the options of the checkpoint's training data (hydrogens,
@@ -31,7 +33,7 @@ from rdkit import Chem
 
 from .errors import UserError
 from .inference import featurized_batches, inference_options, load_task_checkpoint, model_config
-from .models.moleblend import INPUT_MODALITIES, MoleBlendEncoder, MoleBlendModel
+from .models.moleblend import INPUT_MODALITIES, PREDICTED_3D, MoleBlendEncoder, MoleBlendModel, needs_coordinates
 from .modules import relation_mixing as mixing
 from moleblend_data.shards import read_manifest
 
@@ -90,7 +92,11 @@ class MoleculeEmbedder:
         if self.input_modality not in INPUT_MODALITIES:
             raise UserError(f"input modality {self.input_modality!r}: choose one of {', '.join(INPUT_MODALITIES)}")
         self.modalities = INPUT_MODALITIES[self.input_modality]
-        self.uses_3d = mixing.DISTANCE in self.modalities
+        self.distance_predictor = getattr(model.encoder, "distance_predictor", None)
+        if self.input_modality == PREDICTED_3D and self.distance_predictor is None:
+            raise UserError(f"input modality {PREDICTED_3D} needs a model fine-tuned with it (its distance predictor); "
+                            "choose 2d, 3d or 2d+3d for this checkpoint")
+        self.uses_3d = needs_coordinates(self.input_modality)
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
         self.options = inference_options(featurization, model.cfg, self.uses_3d, conformer_seed)
@@ -121,7 +127,8 @@ class MoleculeEmbedder:
             batch = {k: v.to(self.device) for k, v in collated.items()}
             atom_mask = batch["atom_mask"]
             pair_mask = atom_mask[:, :, None] & atom_mask[:, None, :]
-            out = self.encoder(batch, mixing.whole_modalities(pair_mask, self.modalities))
+            distances = self.distance_predictor(batch) if self.input_modality == PREDICTED_3D else None
+            out = self.encoder(batch, mixing.whole_modalities(pair_mask, self.modalities), distances=distances)
             states = out.atom_states.float()
             weights = atom_mask[..., None].float()
             graph[rows] = out.graph_state.float().cpu().numpy()

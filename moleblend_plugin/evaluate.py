@@ -31,6 +31,7 @@ from moleblend_data.shards import MoleculeShards
 from .errors import UserError, run_command
 from .inference import FinetunedCheckpoint, load_finetuned, prediction_values
 from .model_run_options import add_model_run_arguments, start_command
+from .models.moleblend import needs_coordinates
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def split_dataset(checkpoint: FinetunedCheckpoint, data: str, split: str) -> Mol
     missing = [t.name for t in checkpoint.targets if t.name not in available]
     if missing:
         raise ValueError(f"{data} has no target(s) {missing} that the checkpoint predicts; it has {available}")
-    uses_3d = str(checkpoint.model.cfg.input_modality) != "2d"
+    uses_3d = needs_coordinates(str(checkpoint.model.cfg.input_modality))
     dataset = MoleculeDataset(shards, shards.num_atoms, conformers="first" if uses_3d else "none", shuffle=False)
     dataset.target_columns = np.array([available.index(t.name) for t in checkpoint.targets], dtype=np.int64)
     return dataset

@@ -38,7 +38,7 @@ from moleblend_data.featurize import FeaturizeOptions, RejectedMolecule, make_re
 from moleblend_data.molecule import MoleculeRecord
 from moleblend_data.shards import read_manifest
 from .errors import UserError
-from .models.moleblend import MoleBlendConfig, MoleBlendEncoder, MoleBlendModel
+from .models.moleblend import MoleBlendConfig, MoleBlendEncoder, MoleBlendModel, needs_coordinates
 
 Molecule = Union[str, Chem.Mol]
 
@@ -215,7 +215,7 @@ class MoleBlendPredictor:
         self.targets = checkpoint.targets
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
-        self.uses_3d = str(self.model.cfg.input_modality) != "2d"
+        self.uses_3d = needs_coordinates(str(self.model.cfg.input_modality))
         self.options = inference_options(checkpoint.featurization, self.model.cfg, self.uses_3d, conformer_seed)
 
     @classmethod

@@ -182,7 +182,7 @@ def make_parser() -> argparse.ArgumentParser:
                              "is MoleculeNet's "
                              "regression metric)")
     parser.add_argument("--arch", default="moleblend_base", help="model architecture (default moleblend_base)")
-    parser.add_argument("--input-modality", default="2d", choices=["2d", "3d", "2d+3d"],
+    parser.add_argument("--input-modality", default="2d", choices=["2d", "3d", "2d+3d", "2d+predicted3d"],
                         help="fine-tuning input (default 2d)")
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate, fixed (default 1e-4)")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (default 0)")

@@ -1,6 +1,7 @@
 """The encoder's shape (layers, width, heads, FFN width, Gaussian kernels, LayerNorm
-placement) read off a checkpoint, so that `--init-from-checkpoint` builds the model the
-checkpoint needs without the user copying its sizes by hand.
+placement, width of the relation heads) read off a checkpoint, so that
+`--init-from-checkpoint` builds the model the checkpoint needs without the user copying
+its sizes by hand.
 
 The stored configuration (fairseq's `cfg["model"]` or an old `args` namespace) is read
 first; tensor shapes give what it does not say and must agree with what it says.
@@ -14,8 +15,10 @@ from .key_maps import detect_layout, model_state
 from .map_report import CheckpointLayoutError
 
 # The model flags the checkpoint decides, as MoleBlendConfig names them.
+# relation_head_dim matters where a pretrained relation head is kept (the distance
+# predictor of 2d+predicted3d input, further pretraining).
 SHAPE_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
-                "num_3d_bias_kernel", "pre_layernorm")
+                "num_3d_bias_kernel", "pre_layernorm", "relation_head_dim")
 
 # Where each layout keeps its trunk.
 _TRUNK = {"graphormer": "encoder.graph_encoder.", "transformer_m": "encoder.molecule_encoder.",
@@ -59,6 +62,11 @@ def _from_tensors(state: Dict[str, torch.Tensor], layout: str) -> Dict[str, obje
                             (f"{trunk}molecule_3d_bias.gbf.means.weight", "num_3d_bias_kernel", 1)):
         if key in state:
             found[field] = int(state[key].shape[dim])
+    if layout == "moleblend":
+        for head in ("spd_head", "edge_head", "distance_head", "distance_predictor.distance_head"):
+            key = f"encoder.{head}.row_head.weight"
+            if key in state:
+                found["relation_head_dim"] = int(state[key].shape[0])
     if layout == "graphormer":
         # Graphormer builds graph_encoder.final_layer_norm exactly when it is pre-LN.
         found["pre_layernorm"] = f"{trunk}final_layer_norm.weight" in state

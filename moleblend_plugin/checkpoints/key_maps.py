@@ -8,7 +8,8 @@ key and both shapes: nothing is dropped without a reason in the report.
 
 Layouts (names read off the public code):
 - `moleblend`: this project (`encoder.molecule_encoder.*`, `encoder.{spd,edge,distance,
-  noise}_head.*`, `encoder.head.*`).
+  noise}_head.*`, `encoder.head.*`, and `encoder.distance_predictor.*` in models fine-tuned
+  with --input-modality 2d+predicted3d).
 - `graphormer`: `encoder.graph_encoder.{graph_node_feature,graph_attn_bias,emb_layer_norm,
   layers.N,final_layer_norm}` and `encoder.{lm_head_transform_weight,layer_norm,embed_out,
   lm_output_learned_bias,masked_lm_pooler}`.
@@ -18,6 +19,11 @@ Layouts (names read off the public code):
   layout too.
 - `moleblend_official`: Transformer-M's names plus `molecule_encoder.blend_{spd,edge,3d}
   _pred_head`.
+
+A fine-tuning model with 2d+predicted3d input holds a frozen distance predictor
+(`encoder.distance_predictor.{molecule_encoder,distance_head}.*`): a pretraining
+checkpoint's trunk fills both the trunk being fine-tuned and the predictor's copy, and its
+distance head the predictor's head.
 """
 import re
 from typing import Callable, Dict, List, Optional, Tuple
@@ -31,6 +37,8 @@ HEAD = "encoder.head."
 PRETRAINING_HEADS = ("encoder.spd_head.", "encoder.edge_head.", "encoder.distance_head.", "encoder.noise_head.")
 OUTPUT_LAYER = (HEAD + "embed_out.weight", HEAD + "lm_output_learned_bias")
 OUTPUT_LAYER_POLICIES = ("auto", "keep", "reset")
+DISTANCE_PREDICTOR = "encoder.distance_predictor."
+DISTANCE_HEAD = "encoder.distance_head."
 
 FLOYD_WARSHALL_NOTE = (
     "Transformer-M's Floyd-Warshall (also used by the official MoleBlend code) collapses a shortest path "
@@ -86,7 +94,8 @@ _TRANSFORMER_M_TRUNK = [
 
 RULES: Dict[str, List[Rule]] = {
     "moleblend": [
-        _rename(r"(encoder\.(molecule_encoder|spd_head|edge_head|distance_head|noise_head|head)\..+)", r"\1"),
+        _rename(r"(encoder\.(molecule_encoder|spd_head|edge_head|distance_head|noise_head|head|distance_predictor)\..+)",
+                r"\1"),
     ],
     "graphormer": [
         _rename(rf"encoder\.graph_encoder\.graph_node_feature\.{_ATOM_FEATURE}", TRUNK + r"atom_feature.\1.weight"),
@@ -263,6 +272,8 @@ def _absent_reason(target_key: str, pretraining_model: bool) -> Optional[str]:
     """Why a mapped key has no place in this model; None where its absence is an error."""
     if target_key.startswith(HEAD):
         return "prediction head: the model is a pretraining model"
+    if target_key.startswith(DISTANCE_PREDICTOR):
+        return "frozen distance predictor of 2d+predicted3d input: this model's input does not use it"
     if target_key.startswith(PRETRAINING_HEADS):
         head = target_key.split(".")[1]
         return (f"pretraining head '{head}': not used by this pretraining mode" if pretraining_model
@@ -331,6 +342,7 @@ def map_state_dict(source_state_dict: Dict[str, torch.Tensor], target_model: tor
         else:
             raise CheckpointLayoutError(f"{key}: not a key of the {layout} layout this loader knows")
 
+    items = _fill_distance_predictor(items, target, report)
     problems: List[str] = []
     loaded: Dict[str, torch.Tensor] = {}
     for key, dest, value, how in _apply_output_layer_policy(items, target, output_layer, report):
@@ -366,6 +378,37 @@ def map_state_dict(source_state_dict: Dict[str, torch.Tensor], target_model: tor
             f"cannot load the {layout} checkpoint into this model:\n  " + "\n  ".join(lines[:20])
             + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""), report)
     return {k[len(prefix):]: v for k, v in loaded.items()}, report
+
+
+def _fill_distance_predictor(items: List[Item], target, report) -> List[Item]:
+    """For a model with a distance predictor: the checkpoint's trunk also fills the predictor's
+    trunk, and its distance head moves to the predictor's head. A checkpoint that holds a
+    predictor of its own (fine-tuned with 2d+predicted3d) keeps it. A distance head with
+    another output than the distance (--distance-target vector: a direction scored by cosine,
+    with no length) is dropped, which leaves the predictor's head missing."""
+    if not any(k.startswith(DISTANCE_PREDICTOR) for k in target):
+        return items
+    if any(dest.startswith(DISTANCE_PREDICTOR) for _, dest, _, _ in items):
+        return items
+    predictor_trunk, predictor_head = DISTANCE_PREDICTOR + "molecule_encoder.", DISTANCE_PREDICTOR + "distance_head."
+    head = {dest: (key, value, how) for key, dest, value, how in items if dest.startswith(DISTANCE_HEAD)}
+    output = head.get(DISTANCE_HEAD + "linear.weight")
+    wanted = target.get(predictor_head + "linear.weight")
+    head_fits = output is not None and wanted is not None and tuple(output[1].shape) == tuple(wanted.shape)
+    kept: List[Item] = []
+    for key, dest, value, how in items:
+        if dest.startswith(DISTANCE_HEAD):
+            if head_fits:
+                kept.append((key, predictor_head + dest[len(DISTANCE_HEAD):], value,
+                             how or "distance head of the frozen distance predictor"))
+            else:
+                report.unexpected.append((key, "distance head with other outputs than the distance "
+                                               "(--distance-target vector): cannot predict distances"))
+            continue
+        kept.append((key, dest, value, how))
+        if dest.startswith(TRUNK):
+            kept.append((key, predictor_trunk + dest[len(TRUNK):], value, "copied into the frozen distance predictor"))
+    return kept
 
 
 def _apply_output_layer_policy(items: List[Item], target, policy, report) -> List[Item]:

@@ -16,11 +16,12 @@ from fairseq.models import BaseFairseqModel, register_model, register_model_arch
 from fairseq.utils import safe_getattr
 
 from ..checkpoints.encoder_shape import SHAPE_FIELDS, apply_checkpoint_shape, checkpoint_encoder_shape
-from ..checkpoints.key_maps import LAYOUTS, OUTPUT_LAYER_POLICIES, map_state_dict, model_state
+from ..checkpoints.key_maps import DISTANCE_PREDICTOR, LAYOUTS, OUTPUT_LAYER_POLICIES, map_state_dict, model_state
 from ..checkpoints.safe_loading import load_checkpoint_file
 from ..errors import UserError
 from moleblend_data.relations import MULTI_HOP_MAX_DIST
 from ..modules import relation_mixing as mixing
+from ..modules.distance_predictor import DistancePredictor
 from ..modules.encoder_layer import LAYER_NORM_EPS
 from ..modules.molecule_encoder import MoleculeEncoder, init_bert_params
 from ..modules.noise_head import NoiseHead
@@ -29,8 +30,19 @@ from .pretraining_modes import PRETRAIN_MODES, bond_feature_classes
 
 logger = logging.getLogger(__name__)
 
+# The 3D input of 2d+predicted3d is distances that a frozen copy of the pretrained model
+# predicts from the 2D graph (modules/distance_predictor.py), not coordinates.
+PREDICTED_3D = "2d+predicted3d"
 INPUT_MODALITIES = {"2d": (mixing.SPD, mixing.EDGE), "3d": (mixing.DISTANCE,),
-                    "2d+3d": (mixing.SPD, mixing.EDGE, mixing.DISTANCE)}
+                    "2d+3d": (mixing.SPD, mixing.EDGE, mixing.DISTANCE),
+                    PREDICTED_3D: (mixing.SPD, mixing.EDGE, mixing.DISTANCE)}
+# Pretraining modes whose distance head can predict the 3D input of 2d+predicted3d.
+DISTANCE_HEAD_MODES = tuple(name for name, mode in PRETRAIN_MODES.items() if "3d" in mode.heads)
+
+
+def needs_coordinates(input_modality: str) -> bool:
+    """Whether a fine-tuning input reads the molecules' coordinates (conformers)."""
+    return mixing.DISTANCE in INPUT_MODALITIES[input_modality] and input_modality != PREDICTED_3D
 
 
 @dataclass
@@ -57,7 +69,12 @@ class MoleBlendConfig(FairseqDataclass):
     distance_target: ChoiceEnum(["distance", "vector"]) = field(
         default="distance", metadata={"help": "3D head target: clean distance (regression) or clean relative position vector (cosine)"})
     input_modality: ChoiceEnum(list(INPUT_MODALITIES)) = field(
-        default="2d", metadata={"help": "fine-tuning input: 2d (SPD + edge biases), 3d (3D bias), 2d+3d (all three summed)"})
+        default="2d", metadata={"help": "fine-tuning input: 2d (SPD + edge biases), 3d (3D bias), 2d+3d (all three "
+                                        "summed), 2d+predicted3d (SPD + edge + the 3D bias of distances that the "
+                                        "pretrained model's distance head predicts from the 2D graph; needs "
+                                        "--init-from-checkpoint or --finetune-from-model with a checkpoint pretrained "
+                                        "in mode " + ", ".join(DISTANCE_HEAD_MODES) + " and --distance-target distance; "
+                                        "no conformers)"})
     readout: ChoiceEnum(["graph_token", "mean"]) = field(default="graph_token", metadata={"help": "molecule representation for prediction"})
     freeze_layers: int = field(
         default=0, metadata={"help": "freeze the input embeddings (atom features, graph token, SPD / edge / 3D relation "
@@ -91,18 +108,22 @@ class PredictionHead(nn.Module):
         return self.embed_out(self.layer_norm(F.gelu(self.lm_head_transform_weight(x)))) + self.lm_output_learned_bias
 
 
+def _trunk(cfg: MoleBlendConfig) -> MoleculeEncoder:
+    return MoleculeEncoder(
+        num_layers=cfg.encoder_layers, embed_dim=cfg.encoder_embed_dim, ffn_embed_dim=cfg.encoder_ffn_embed_dim,
+        num_heads=cfg.encoder_attention_heads, dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
+        activation_dropout=cfg.act_dropout, droppath=cfg.droppath_prob, pre_layernorm=cfg.pre_layernorm,
+        num_kernels=cfg.num_3d_bias_kernel, multi_hop_max_dist=cfg.multi_hop_max_dist,
+    )
+
+
 class MoleBlendEncoder(nn.Module):
     """Trunk plus the heads the task needs: pretraining heads or a prediction head."""
 
     def __init__(self, cfg: MoleBlendConfig, num_targets: int, pretraining: bool):
         super().__init__()
         self.cfg = cfg
-        self.molecule_encoder = MoleculeEncoder(
-            num_layers=cfg.encoder_layers, embed_dim=cfg.encoder_embed_dim, ffn_embed_dim=cfg.encoder_ffn_embed_dim,
-            num_heads=cfg.encoder_attention_heads, dropout=cfg.dropout, attention_dropout=cfg.attention_dropout,
-            activation_dropout=cfg.act_dropout, droppath=cfg.droppath_prob, pre_layernorm=cfg.pre_layernorm,
-            num_kernels=cfg.num_3d_bias_kernel, multi_hop_max_dist=cfg.multi_hop_max_dist,
-        )
+        self.molecule_encoder = _trunk(cfg)
         d, r = cfg.encoder_embed_dim, cfg.relation_head_dim
         self.pretraining = pretraining
         self.mode = PRETRAIN_MODES[str(cfg.pretrain_mode)] if pretraining else None
@@ -118,6 +139,9 @@ class MoleBlendEncoder(nn.Module):
         else:
             self.head = PredictionHead(d, num_targets)
             self.input_modalities = INPUT_MODALITIES[str(cfg.input_modality)]
+            # Filled from the pretrained checkpoint when the model is loaded (MoleBlendModel.load_mapped_state).
+            self.distance_predictor = (DistancePredictor(_trunk(cfg), OuterProductHead(d, r, 1))
+                                       if str(cfg.input_modality) == PREDICTED_3D else None)
 
     def pretrain(self, batch):
         atom_mask = batch["atom_mask"]
@@ -149,10 +173,12 @@ class MoleBlendEncoder(nn.Module):
     def embed(self, batch):
         atom_mask = batch["atom_mask"]
         pair_mask = atom_mask[:, :, None] & atom_mask[:, None, :]
-        if mixing.DISTANCE in self.input_modalities and not bool(batch["has_3d"].all()):
+        if needs_coordinates(str(self.cfg.input_modality)) and not bool(batch["has_3d"].all()):
             raise ValueError(f"input modality {self.cfg.input_modality} needs 3D coordinates for every molecule; "
                              "prepare the data with conformers or use --input-modality 2d")
-        out = self.molecule_encoder(batch, mixing.whole_modalities(pair_mask, self.input_modalities))
+        distances = self.distance_predictor(batch) if self.distance_predictor is not None else None
+        out = self.molecule_encoder(batch, mixing.whole_modalities(pair_mask, self.input_modalities),
+                                    distances=distances)
         if self.cfg.readout == "mean":
             weights = atom_mask[..., None].to(out.atom_states.dtype)
             return (out.atom_states * weights).sum(1) / weights.sum(1).clamp(min=1)
@@ -214,11 +240,16 @@ class MoleBlendModel(BaseFairseqModel):
         own = self.state_dict()
         if set(state_dict) == set(own) and all(state_dict[k].shape == own[k].shape for k in own):
             return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
-        return self.load_mapped_state(state_dict, "auto", "auto", origin="checkpoint")
+        return self.load_mapped_state(state_dict, "auto", "auto", origin="the checkpoint")
 
     def load_mapped_state(self, checkpoint, layout="auto", output_layer="auto", origin="checkpoint"):
         """Map a checkpoint (or a model state) onto this model, load it and log what was kept and dropped."""
         mapped, report = map_state_dict(model_state(checkpoint), self, layout=layout, output_layer=output_layer)
+        if any(key.startswith(DISTANCE_PREDICTOR) for key in report.missing):
+            raise UserError(
+                f"--input-modality {PREDICTED_3D} predicts distances with the pretrained model's distance head, and "
+                f"{origin} has none that predicts distances; load a checkpoint pretrained with --pretrain-mode "
+                f"{' / '.join(DISTANCE_HEAD_MODES)} and --distance-target distance")
         result = nn.Module.load_state_dict(self, mapped, strict=False)
         if result.unexpected_keys or set(result.missing_keys) != set(report.missing):
             raise RuntimeError(f"key map and model disagree: {result}")

@@ -7,6 +7,7 @@ shapes follow Transformer-M (`gbf.{means,stds,mul,bias}`, `gbf_proj`, `edge_proj
 """
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -113,7 +114,7 @@ class NonLinear(nn.Module):
 class DistanceEncoding:
     bias: torch.Tensor  # [B, H, N, N] per-head attention bias
     atom_features: torch.Tensor  # [B, N, D] each atom's partner-summed kernels, projected
-    directions: torch.Tensor  # [B, N, N, 3] unit vectors pos_j - pos_i
+    directions: Optional[torch.Tensor]  # [B, N, N, 3] unit vectors pos_j - pos_i; None from distances alone
 
 
 class GaussianDistanceBias(nn.Module):
@@ -128,9 +129,15 @@ class GaussianDistanceBias(nn.Module):
         3D feature."""
         delta = coordinates.unsqueeze(1) - coordinates.unsqueeze(2)  # [b, i, j] = pos_j - pos_i
         distance = delta.norm(dim=-1)
-        # Padded pairs are not masked here: their bias is -inf (keys) or unused (queries),
-        # and their pair weight is 0.
+        encoded = self.encode_distances(distance, pair_types, pair_weight)
+        encoded.directions = delta / (distance.unsqueeze(-1) + DIRECTION_EPS)
+        return encoded
+
+    def encode_distances(self, distance: torch.Tensor, pair_types: torch.Tensor,
+                         pair_weight: torch.Tensor) -> DistanceEncoding:
+        """The encoding of a [B, N, N] distance matrix (e.g. distances predicted from the 2D
+        graph, which have no directions). Padded pairs are not masked here: their bias is
+        -inf (keys) or unused (queries), and their pair weight is 0."""
         kernels, atom_sums = self.gbf.kernels_and_atom_sums(distance, pair_types, pair_weight)
         bias = self.gbf_proj(kernels).permute(0, 3, 1, 2)
-        directions = delta / (distance.unsqueeze(-1) + DIRECTION_EPS)
-        return DistanceEncoding(bias=bias, atom_features=self.edge_proj(atom_sums), directions=directions)
+        return DistanceEncoding(bias=bias, atom_features=self.edge_proj(atom_sums), directions=None)

@@ -66,7 +66,9 @@ class MoleculeEncoder(nn.Module):
             part.apply(init_bert_params)
 
     def forward(self, batch: Dict[str, torch.Tensor], relations: RelationInput,
-                coordinates: Optional[torch.Tensor] = None) -> EncoderOutput:
+                coordinates: Optional[torch.Tensor] = None, distances: Optional[torch.Tensor] = None) -> EncoderOutput:
+        """coordinates default to the batch's; `distances` ([B, N, N]) replace them as the 3D
+        input when given (no directions then)."""
         atom_mask = batch["atom_mask"]
         pair_mask = atom_mask[:, :, None] & atom_mask[:, None, :]
         b, n = atom_mask.shape
@@ -83,7 +85,10 @@ class MoleculeEncoder(nn.Module):
             if coordinates is None:
                 coordinates = batch["coordinates"]
             pair_types = vocab.pair_type_index(batch["atomic_numbers"], atom_mask)
-            encoded = self.molecule_3d_bias(coordinates, pair_types, relations.distance)
+            if distances is not None:
+                encoded = self.molecule_3d_bias.encode_distances(distances, pair_types, relations.distance)
+            else:
+                encoded = self.molecule_3d_bias(coordinates, pair_types, relations.distance)
             bias = bias + encoded.bias * relations.distance[:, None]
             x = x + ATOM_3D_FEATURE_SCALE * encoded.atom_features
             directions = encoded.directions

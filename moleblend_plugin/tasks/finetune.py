@@ -2,13 +2,17 @@
 
 Classification targets (multi-task binary, NaN = missing label) or regression targets
 (standardized with the train-split mean/std of the manifest; metrics in original units).
-The model's --input-modality decides whether coordinates are used (2d, 3d, 2d+3d).
+The model's --input-modality decides whether coordinates are used (3d, 2d+3d) or not (2d,
+and 2d+predicted3d, whose distances a frozen copy of the pretrained model predicts).
 """
 import logging
+import os
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 from fairseq.tasks import register_task
+from omegaconf import II
 
 from ..errors import UserError
 from .molecule_task import MoleculeTask, MoleculeTaskConfig
@@ -19,6 +23,8 @@ logger = logging.getLogger(__name__)
 @dataclass
 class FinetuneConfig(MoleculeTaskConfig):
     targets: str = field(default="", metadata={"help": "comma-separated target names from the manifest to train on (default: all)"})
+    # Whether a checkpoint will be loaded after the model is built (2d+predicted3d needs one).
+    finetune_from_model: Optional[str] = II("checkpoint.finetune_from_model")
 
 
 @register_task("moleblend_finetune", dataclass=FinetuneConfig)
@@ -65,9 +71,13 @@ class FinetuneTask(MoleculeTask):
             self.target_std = np.array([t["std"] for t in stored], dtype=np.float32)
 
     def build_model(self, cfg, *args, **kwargs):
+        from ..models.moleblend import PREDICTED_3D, needs_coordinates  # tasks are imported before models
+
+        if str(getattr(cfg, "input_modality", "")) == PREDICTED_3D:
+            self._check_pretrained_source(cfg)
         model = super().build_model(cfg, *args, **kwargs)
         modality = str(model.cfg.input_modality)
-        if modality != "2d":
+        if needs_coordinates(modality):
             # Checked here rather than at the first forward pass, minutes into a run.
             geometry = self.manifest.get("geometry", {})
             with_3d = sum(geometry.get(kind, 0) for kind in ("source", "rdkit_etkdg_mmff"))
@@ -77,6 +87,15 @@ class FinetuneTask(MoleculeTask):
                                 f"(geometry: {geometry}); use --input-modality 2d, or prepare the data with "
                                 "--conformers 1 (and without --on-conformer-failure 2d)")
         return model
+
+    def _check_pretrained_source(self, model_cfg) -> None:
+        """2d+predicted3d takes its distance predictor from a checkpoint: from
+        --init-from-checkpoint, --finetune-from-model or the run's own checkpoint on resume."""
+        restore = self.cfg.restore_file or "checkpoint_last.pt"
+        resuming = os.path.exists(restore if os.path.isabs(restore) else os.path.join(self.cfg.save_dir or "", restore))
+        if not (getattr(model_cfg, "init_from_checkpoint", "") or self.cfg.finetune_from_model or resuming):
+            raise UserError("--input-modality 2d+predicted3d needs a pretrained checkpoint whose distance head "
+                            "predicts the distances: give --init-from-checkpoint or --finetune-from-model")
 
     @property
     def num_targets(self) -> int:

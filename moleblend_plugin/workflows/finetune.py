@@ -34,6 +34,9 @@ from .progress import EpochProgress, read_valid_curve
 from .report import write_report
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# --input-modality values; models.moleblend has the same (not imported here: it loads torch).
+COORDINATE_MODALITIES = ("3d", "2d+3d")
+INPUT_MODALITIES = ("2d", "3d", "2d+3d", "2d+predicted3d")
 
 
 @dataclass
@@ -75,8 +78,8 @@ def prep_command(request: FinetuneRequest, data_dir: str) -> List[str]:
     command = [sys.executable, "-m", "data_prep", "csv", "--input", request.input, "--output", data_dir,
                "--smiles-column", request.smiles_column, "--target-columns", ",".join(request.target_columns),
                "--task-type", request.task_type, "--seed", str(request.seed), "--quiet",
-               # 3D input needs a conformer per molecule; 2D input needs none
-               "--conformers", "0" if request.input_modality == "2d" else "1"]
+               # 3D input needs a conformer per molecule; 2D input (and predicted 3D) needs none
+               "--conformers", "1" if request.input_modality in COORDINATE_MODALITIES else "0"]
     if request.id_column:
         command += ["--id-column", request.id_column]
     if request.with_hydrogens:
@@ -225,8 +228,11 @@ def finetune(request: FinetuneRequest, say: Callable[[str], None] = print) -> di
     """Run (or, with dry_run, print) the whole fine-tuning; returns metrics.json's content."""
     if not request.target_columns:
         raise UserError("give the label column(s): --target-columns y or y1,y2")
-    if request.input_modality not in ("2d", "3d", "2d+3d"):
-        raise UserError(f"input modality {request.input_modality!r}: choose 2d, 3d or 2d+3d")
+    if request.input_modality not in INPUT_MODALITIES:
+        raise UserError(f"input modality {request.input_modality!r}: choose one of {', '.join(INPUT_MODALITIES)}")
+    if request.input_modality == "2d+predicted3d" and not request.pretrained:
+        raise UserError("input modality 2d+predicted3d predicts distances with a pretrained model's distance head: "
+                        "give --pretrained")
     quiet_say = (lambda text: None) if request.quiet else say
     output = os.path.abspath(request.output)
     data_dir = os.path.join(output, "data")
