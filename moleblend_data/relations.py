@@ -50,7 +50,7 @@ def floyd_warshall(num_atoms: int, bond_index: np.ndarray) -> tuple[np.ndarray, 
     # Sums of two distances must fit the type.
     dtype = np.int16 if 2 * far <= _INT16_MAX else np.int32
     dist = np.full((n, n), far, dtype=dtype)
-    dist.flat[::n + 1] = 0
+    dist.reshape(-1)[::n + 1] = 0  # the diagonal
     dist[bond_index[:, 0], bond_index[:, 1]] = 1
     dist[bond_index[:, 1], bond_index[:, 0]] = 1
     via = np.full((n, n), -1, dtype=np.int64)  # until a step updates the pair
@@ -61,7 +61,7 @@ def floyd_warshall(num_atoms: int, bond_index: np.ndarray) -> tuple[np.ndarray, 
     for start in range(0, len(intermediates), block):
         steps = intermediates[start:start + block]
         # history[t]: the distances after the block's first t steps. Distances only
-        # shrink, so a pair's last update is the first step that holds its final one.
+        # shrink, so a pair's last update is the number of steps before its final one.
         history = np.empty((len(steps) + 1, n, n), dtype=dtype)
         history[0] = dist
         for t, k in enumerate(steps.tolist()):
@@ -69,8 +69,8 @@ def floyd_warshall(num_atoms: int, bond_index: np.ndarray) -> tuple[np.ndarray, 
             through_k = history[t, k]
             np.minimum(history[t], through_k[:, None] + through_k, out=history[t + 1])
         dist = history[-1]
-        last_update = np.argmax(history == dist, axis=0)
-        block_via = np.append(-1, steps)[last_update]
+        last_update = (history != dist).sum(axis=0)
+        block_via = np.concatenate(([-1], steps))[last_update]
         via = block_via if start == 0 else np.where(last_update > 0, block_via, via)
     return dist, via
 
