@@ -1,87 +1,107 @@
 """OGB atom and bond features of an RDKit molecule.
 
 The vocabularies are OGB's (`ogb.utils.features`), so that embedding tables of
-Graphormer / Transformer-M checkpoints index the same values.
+Graphormer / Transformer-M checkpoints index the same values. The features are read with
+the RDKit getters OGB's `atom_to_feature_vector` / `bond_to_feature_vector` call, one
+getter over all atoms at a time, and mapped to OGB's indices through tables built from
+OGB's own value lists (`ATOM_COLUMNS`, `BOND_COLUMNS`); tests compare the result with
+OGB's functions.
 """
 from __future__ import annotations
 
 import numpy as np
-from ogb.utils.features import allowable_features
+from ogb.utils.features import (allowable_features, atom_to_feature_vector, bond_to_feature_vector,
+                                safe_index)
 from rdkit import Chem
+from rdkit.Chem import rdqueries
 
 from .molecule import NUM_ATOM_FEATURES, NUM_BOND_FEATURES
 
 
-def _ogb_positions(name: str, enumeration=None) -> dict:
-    """value -> OGB's index of it in `allowable_features[name]` (its first equal entry, as
-    list.index finds it). For an RDKit enumeration, which OGB compares by str(value), the
-    keys are the enumeration's values."""
-    values = allowable_features[name]
-    positions = {}
-    for position, value in enumerate(values):
-        positions.setdefault(value, position)
-    if enumeration is None:
-        return positions
-    return {member: positions[str(member)] for member in enumeration.values.values() if str(member) in positions}
+class OgbColumns:
+    """OGB's index for each value a list of RDKit getters returns, all columns at once.
+
+    Each column is (getter, OGB's list of values, the RDKit enum the getter returns or None,
+    how OGB looks the value up). Enum values are looked up by their name, as OGB does
+    (`str(enum)`); integers and booleans by value. "safe": OGB's `safe_index`, unlisted
+    values take the last ("misc") entry; "strict": `list.index`, OGB raises on unlisted
+    values, and so does `indices` (by calling OGB's own function on those objects).
+    """
+
+    def __init__(self, columns, ogb_function):
+        self.getters = [getter for getter, _, _, _ in columns]
+        self.ogb_function = ogb_function
+        tables, lows = [], []
+        for _, choices, enum, lookup in columns:
+            if enum is not None:
+                low, values = 0, [str(enum.values.get(v)) for v in range(max(enum.values) + 1)]
+            else:
+                listed = [c for c in choices if c != "misc"]
+                if listed != list(range(int(min(listed)), int(max(listed)) + 1)):
+                    raise ValueError(f"OGB's values {choices} are not a run of integers")
+                # One value past each end: OGB maps every value beyond the run as it maps these.
+                low, values = int(min(listed)) - 1, range(int(min(listed)) - 1, int(max(listed)) + 2)
+            if lookup == "safe":
+                table = [safe_index(choices, v) for v in values]
+            else:
+                table = [choices.index(v) if v in choices else -1 for v in values]
+            tables.append(table)
+            lows.append(low)
+        sizes = np.array([len(t) for t in tables])
+        self._offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])[:, None]
+        self._lows = np.array(lows)[:, None]
+        self._last = (sizes - 1)[:, None]
+        self._table = np.array([i for t in tables for i in t], dtype=np.int16)
+
+    def indices(self, objects: list, known: dict | None = None) -> np.ndarray:
+        """int16 [len(objects), columns]: OGB's feature vector of every atom (or bond).
+        known: {getter: the value it returns for every one of `objects`}, not called."""
+        known = known or {}
+        raw = np.array([[known[getter]] * len(objects) if getter in known else list(map(getter, objects))
+                        for getter in self.getters], dtype=np.int64)
+        raw -= self._lows
+        # Values beyond a table's ends take the end's index (OGB's "misc", see __init__).
+        np.maximum(raw, 0, out=raw)
+        np.minimum(raw, self._last, out=raw)
+        raw += self._offsets
+        found = self._table.take(raw)
+        if found.size and found.min() < 0:
+            # A value OGB's list lacks where OGB raises: OGB's own function, and its error.
+            return np.array([self.ogb_function(x) for x in objects], dtype=np.int16)
+        return found.T.copy()
 
 
-def _misc(name: str) -> int:
-    """OGB's safe_index of a value its list lacks: the last entry."""
-    return len(allowable_features[name]) - 1
+_lists = allowable_features
+ATOM_COLUMNS = OgbColumns([
+    (Chem.Atom.GetAtomicNum, _lists["possible_atomic_num_list"], None, "safe"),
+    (Chem.Atom.GetChiralTag, _lists["possible_chirality_list"], Chem.ChiralType, "safe"),
+    (Chem.Atom.GetTotalDegree, _lists["possible_degree_list"], None, "safe"),
+    (Chem.Atom.GetFormalCharge, _lists["possible_formal_charge_list"], None, "safe"),
+    (Chem.Atom.GetTotalNumHs, _lists["possible_numH_list"], None, "safe"),
+    (Chem.Atom.GetNumRadicalElectrons, _lists["possible_number_radical_e_list"], None, "safe"),
+    (Chem.Atom.GetHybridization, _lists["possible_hybridization_list"], Chem.HybridizationType, "safe"),
+    (Chem.Atom.GetIsAromatic, _lists["possible_is_aromatic_list"], None, "strict"),
+    (Chem.Atom.IsInRing, _lists["possible_is_in_ring_list"], None, "strict"),
+], atom_to_feature_vector)
+BOND_COLUMNS = OgbColumns([
+    (Chem.Bond.GetBondType, _lists["possible_bond_type_list"], Chem.BondType, "safe"),
+    (Chem.Bond.GetStereo, _lists["possible_bond_stereo_list"], Chem.BondStereo, "strict"),
+    (Chem.Bond.GetIsConjugated, _lists["possible_is_conjugated_list"], None, "strict"),
+], bond_to_feature_vector)
 
 
-def _strict(positions: dict, value, name: str) -> int:
-    """OGB's plain list.index: a value the list lacks is an error."""
-    try:
-        return positions[value]
-    except KeyError:
-        raise ValueError(f"{value!r} is not in OGB's {name}") from None
+# Matches the atoms whose chiral tag is not CHI_UNSPECIFIED.
+_HAS_CHIRAL_TAG = rdqueries.HasChiralTagQueryAtom()
 
 
-_ATOMIC_NUM = _ogb_positions("possible_atomic_num_list")
-_CHIRALITY = _ogb_positions("possible_chirality_list", Chem.ChiralType)
-_DEGREE = _ogb_positions("possible_degree_list")
-_FORMAL_CHARGE = _ogb_positions("possible_formal_charge_list")
-_NUM_HS = _ogb_positions("possible_numH_list")
-_RADICAL_ELECTRONS = _ogb_positions("possible_number_radical_e_list")
-_HYBRIDIZATION = _ogb_positions("possible_hybridization_list", Chem.HybridizationType)
-_AROMATIC = _ogb_positions("possible_is_aromatic_list")
-_IN_RING = _ogb_positions("possible_is_in_ring_list")
-_BOND_TYPE = _ogb_positions("possible_bond_type_list", Chem.BondType)
-_BOND_STEREO = _ogb_positions("possible_bond_stereo_list", Chem.BondStereo)
-_CONJUGATED = _ogb_positions("possible_is_conjugated_list")
-_ATOM_MISC = tuple(_misc(name) for name in (
-    "possible_atomic_num_list", "possible_chirality_list", "possible_degree_list", "possible_formal_charge_list",
-    "possible_numH_list", "possible_number_radical_e_list", "possible_hybridization_list"))
-_BOND_TYPE_MISC = _misc("possible_bond_type_list")
+def _has_atomic_number_below_2(mol: Chem.Mol) -> bool:
+    """Whether `mol` has a hydrogen or a dummy atom (RDKit counts neither as heavy)."""
+    return mol.GetNumHeavyAtoms() != mol.GetNumAtoms()
 
 
-def atom_feature_row(atom: Chem.Atom) -> tuple:
-    """OGB's `atom_to_feature_vector(atom)`, from dicts instead of list searches."""
-    m = _ATOM_MISC
-    return (_ATOMIC_NUM.get(atom.GetAtomicNum(), m[0]), _CHIRALITY.get(atom.GetChiralTag(), m[1]),
-            _DEGREE.get(atom.GetTotalDegree(), m[2]), _FORMAL_CHARGE.get(atom.GetFormalCharge(), m[3]),
-            _NUM_HS.get(atom.GetTotalNumHs(), m[4]), _RADICAL_ELECTRONS.get(atom.GetNumRadicalElectrons(), m[5]),
-            _HYBRIDIZATION.get(atom.GetHybridization(), m[6]),
-            _strict(_AROMATIC, atom.GetIsAromatic(), "possible_is_aromatic_list"),
-            _strict(_IN_RING, atom.IsInRing(), "possible_is_in_ring_list"))
-
-
-def bond_feature_row(bond: Chem.Bond) -> tuple:
-    """OGB's `bond_to_feature_vector(bond)`."""
-    return (_BOND_TYPE.get(bond.GetBondType(), _BOND_TYPE_MISC),
-            _strict(_BOND_STEREO, bond.GetStereo(), "possible_bond_stereo_list"),
-            _strict(_CONJUGATED, bond.GetIsConjugated(), "possible_is_conjugated_list"))
-
-
-def atoms_of(mol: Chem.Mol) -> list:
-    """The molecule's atoms in index order (by index: iterating `GetAtoms()` goes through a
-    Python sequence wrapper that costs more than the atoms' features)."""
-    return [mol.GetAtomWithIdx(i) for i in range(mol.GetNumAtoms())]
-
-
-def bonds_of(mol: Chem.Mol) -> list:
-    return [mol.GetBondWithIdx(i) for i in range(mol.GetNumBonds())]
+def has_wildcard_atom(mol: Chem.Mol) -> bool:
+    """Whether `mol` has a '*' (dummy, atomic number 0) atom."""
+    return _has_atomic_number_below_2(mol) and any(atom.GetAtomicNum() == 0 for atom in mol.GetAtoms())
 
 
 def graph_mol(mol: Chem.Mol, with_hydrogens: bool = False) -> Chem.Mol:
@@ -97,7 +117,7 @@ def graph_mol(mol: Chem.Mol, with_hydrogens: bool = False) -> Chem.Mol:
     """
     if with_hydrogens:
         return Chem.AddHs(mol, addCoords=mol.GetNumConformers() > 0)
-    if any(atom.GetAtomicNum() == 1 for atom in atoms_of(mol)):
+    if _has_atomic_number_below_2(mol) and any(atom.GetAtomicNum() == 1 for atom in mol.GetAtoms()):
         return Chem.RemoveHs(mol)
     return mol
 
@@ -109,11 +129,13 @@ def featurize_mol(mol: Chem.Mol):
     Each chemical bond appears once in `bond_index`, as (begin atom, end atom), in RDKit's
     bond order (the order OGB's chirality tags refer to).
     """
-    atom_features = np.array([atom_feature_row(atom) for atom in atoms_of(mol)],
-                             dtype=np.int16).reshape(-1, NUM_ATOM_FEATURES)
-    bonds = bonds_of(mol)
-    bond_index = np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in bonds],
-                          dtype=np.int32).reshape(-1, 2)
-    bond_features = np.array([bond_feature_row(b) for b in bonds],
-                             dtype=np.int16).reshape(-1, NUM_BOND_FEATURES)
+    atoms = list(map(mol.GetAtomWithIdx, range(mol.GetNumAtoms())))
+    bonds = list(map(mol.GetBondWithIdx, range(mol.GetNumBonds())))
+    # Most molecules have no chiral tag: one query instead of a call per atom.
+    known = None if len(mol.GetAtomsMatchingQuery(_HAS_CHIRAL_TAG)) else {
+        Chem.Atom.GetChiralTag: Chem.ChiralType.CHI_UNSPECIFIED}
+    atom_features = ATOM_COLUMNS.indices(atoms, known).reshape(-1, NUM_ATOM_FEATURES)
+    bond_index = np.array([list(map(Chem.Bond.GetBeginAtomIdx, bonds)), list(map(Chem.Bond.GetEndAtomIdx, bonds))],
+                          dtype=np.int32).T.reshape(-1, 2).copy()
+    bond_features = BOND_COLUMNS.indices(bonds).reshape(-1, NUM_BOND_FEATURES)
     return atom_features, bond_index, bond_features

@@ -31,7 +31,7 @@ import numpy as np
 from rdkit import Chem
 
 from .conformers import ConformerError, coordinates_2d, generate_conformers
-from .features import atoms_of, featurize_mol, graph_mol
+from .features import featurize_mol, graph_mol, has_wildcard_atom
 from .geometry import GeometryMismatch, has_3d_geometry, with_source_geometry
 from .molecule import Geometry, MoleculeRecord
 
@@ -159,7 +159,7 @@ def make_record(molecule: str | Chem.Mol, options: FeaturizeOptions, id: str = "
             geometry = mol
     if mol.GetNumAtoms() == 0:
         raise RejectedMolecule("invalid_smiles", "no atoms")
-    if any(atom.GetAtomicNum() == 0 for atom in atoms_of(mol)):
+    if has_wildcard_atom(mol):
         raise RejectedMolecule("wildcard_atom")
     if geometry is not None and geometry is not mol:
         try:

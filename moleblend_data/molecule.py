@@ -56,19 +56,16 @@ class MoleculeRecord:
     def validate(self) -> None:
         """Raise ValueError if array shapes or dtypes are inconsistent."""
         n = self.num_atoms
-        checks = [
-            (self.atom_features.ndim == 2 and self.atom_features.shape[1] == NUM_ATOM_FEATURES,
-             f"atom_features shape {self.atom_features.shape}, expected (N, {NUM_ATOM_FEATURES})"),
-            (self.bond_index.ndim == 2 and self.bond_index.shape[1] == 2,
-             f"bond_index shape {self.bond_index.shape}, expected (E, 2)"),
-            (self.bond_features.shape == (self.bond_index.shape[0], NUM_BOND_FEATURES),
-             f"bond_features shape {self.bond_features.shape}, expected ({self.bond_index.shape[0]}, {NUM_BOND_FEATURES})"),
-            (self.coordinates.ndim == 3 and self.coordinates.shape[1:] == (n, 3),
-             f"coordinates shape {self.coordinates.shape}, expected (K, {n}, 3)"),
-            (self.targets.ndim == 1, f"targets shape {self.targets.shape}, expected (T,)"),
-            (self.bond_index.size == 0 or (self.bond_index.min() >= 0 and self.bond_index.max() < n),
-             "bond_index refers to atoms outside the molecule"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        if not (self.atom_features.ndim == 2 and self.atom_features.shape[1] == NUM_ATOM_FEATURES):
+            raise ValueError(f"atom_features shape {self.atom_features.shape}, expected (N, {NUM_ATOM_FEATURES})")
+        if not (self.bond_index.ndim == 2 and self.bond_index.shape[1] == 2):
+            raise ValueError(f"bond_index shape {self.bond_index.shape}, expected (E, 2)")
+        if self.bond_features.shape != (self.bond_index.shape[0], NUM_BOND_FEATURES):
+            raise ValueError(f"bond_features shape {self.bond_features.shape}, expected "
+                             f"({self.bond_index.shape[0]}, {NUM_BOND_FEATURES})")
+        if not (self.coordinates.ndim == 3 and self.coordinates.shape[1:] == (n, 3)):
+            raise ValueError(f"coordinates shape {self.coordinates.shape}, expected (K, {n}, 3)")
+        if self.targets.ndim != 1:
+            raise ValueError(f"targets shape {self.targets.shape}, expected (T,)")
+        if self.bond_index.size and not (self.bond_index.min() >= 0 and self.bond_index.max() < n):
+            raise ValueError("bond_index refers to atoms outside the molecule")

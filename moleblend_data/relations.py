@@ -33,54 +33,89 @@ class PairRelations:
     edge_path: np.ndarray
 
 
+# Distance matrices kept per block of Floyd-Warshall steps (a few MB).
+HISTORY_ENTRIES = 1 << 21
+_INT16_MAX = int(np.iinfo(np.int16).max)
+
+
+def floyd_warshall(num_atoms: int, bond_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(dist, via) [N, N]: Floyd-Warshall with intermediate atom k in the outer loop and
+    an update only on a strictly shorter distance. dist is N + 1 for unreachable pairs;
+    via[i, j] is the intermediate atom of the pair's last update (-1: none), so that the
+    path i -> j is path(i, via) + path(via, j).
+    """
+    n = int(num_atoms)
+    bond_index = np.asarray(bond_index, dtype=np.int64).reshape(-1, 2)
+    far = n + 1  # longer than any real path; marks "no path yet"
+    # Sums of two distances must fit the type.
+    dtype = np.int16 if 2 * far <= _INT16_MAX else np.int32
+    dist = np.full((n, n), far, dtype=dtype)
+    dist.reshape(-1)[::n + 1] = 0  # the diagonal
+    dist[bond_index[:, 0], bond_index[:, 1]] = 1
+    dist[bond_index[:, 1], bond_index[:, 0]] = 1
+    via = np.full((n, n), -1, dtype=np.int64)  # until a step updates the pair
+    # An atom with fewer than two bonds lies inside no shortest path: its step would
+    # change nothing.
+    intermediates = np.flatnonzero(np.bincount(bond_index.reshape(-1), minlength=n) >= 2)
+    block = max(1, HISTORY_ENTRIES // max(n * n, 1))
+    for start in range(0, len(intermediates), block):
+        steps = intermediates[start:start + block]
+        # history[t]: the distances after the block's first t steps. Distances only
+        # shrink, so a pair's last update is the number of steps before its final one.
+        history = np.empty((len(steps) + 1, n, n), dtype=dtype)
+        history[0] = dist
+        for t, k in enumerate(steps.tolist()):
+            # Distances are symmetric, so row k is also column k; neither changes in step k.
+            through_k = history[t, k]
+            np.minimum(history[t], through_k[:, None] + through_k, out=history[t + 1])
+        dist = history[-1]
+        last_update = (history != dist).sum(axis=0)
+        block_via = np.concatenate(([-1], steps))[last_update]
+        via = block_via if start == 0 else np.where(last_update > 0, block_via, via)
+    return dist, via
+
+
 def pair_relations(num_atoms: int, bond_index: np.ndarray, bond_features: np.ndarray,
                    max_hops: int = MULTI_HOP_MAX_DIST) -> PairRelations:
     n = int(num_atoms)
     bond_index = np.asarray(bond_index, dtype=np.int64).reshape(-1, 2)
     bond_features = np.asarray(bond_features).reshape(-1, NUM_BOND_FEATURES)
-    far = np.int64(n + 1)  # longer than any real path; marks "no path yet"
+    num_bonds = len(bond_index)
+    dist, via = floyd_warshall(n, bond_index)
+    atoms = np.arange(n)
+    rows = atoms[:, None]
 
-    dist = np.full((n, n), far, dtype=np.int64)
-    np.fill_diagonal(dist, 0)
-    a, b = bond_index[:, 0], bond_index[:, 1]
-    dist[a, b] = 1
-    dist[b, a] = 1
-    via = np.full((n, n), -1, dtype=np.int64)
-    candidate = np.empty_like(dist)
-    shorter = np.empty((n, n), dtype=bool)
-    for k in range(n):
-        # Row k and column k cannot change while k is the intermediate (dist[k, k] = 0),
-        # so updating all pairs at once equals the sequential triple loop. In place: the
-        # arrays are small, and allocating them cost more than the arithmetic.
-        np.add(dist[:, k, None], dist[None, k, :], out=candidate)
-        np.less(candidate, dist, out=shorter)
-        np.copyto(dist, candidate, where=shorter)
-        np.copyto(via, k, where=shorter)
-    reachable = dist < far
+    # next_atom[i, j]: the atom after i on the path i -> j. Its first step is that of the
+    # shorter path i -> via, so following i -> via -> via(i, via) ... until a neighbour
+    # of i finds it; each squaring of that map doubles the steps followed, and a chain
+    # is shorter than the longest distance (N + 1 between fragments). Without an
+    # intermediate atom the next atom is j itself: j's neighbour i steps to j, and i
+    # stays on itself, as does i in another fragment than j (its hops are then none).
+    next_atom = np.where(via >= 0, via, atoms)
+    longest = int(dist.max()) if n else 0
+    followed = 1
+    while followed < longest - 1:
+        next_atom = next_atom[rows, next_atom]
+        followed *= 2
 
-    # next_atom[i, j]: the atom after i on the path i -> j. The path i -> j is
-    # path(i, via) + path(via, j), so its first step is that of the shorter path i -> via.
-    next_atom = np.full((n, n), -1, dtype=np.int64)
-    direct = (dist == 1)
-    next_atom[direct] = np.broadcast_to(np.arange(n)[None, :], (n, n))[direct]
-    max_dist = int(dist[reachable].max()) if n else 0
-    for d in range(2, max_dist + 1):
-        i, j = np.nonzero(dist == d)
-        next_atom[i, j] = next_atom[i, via[i, j]]
+    # The path i -> j continues as the path from its next atom to j. pairs[h] holds, by
+    # flat index i * n + j, the pair the path of each pair has reached after h hops; a
+    # hop's bond is that between i and next_atom[i, j], and the extra bond row num_bonds
+    # (NO_HOP) that of staying in place.
+    bond_of_pair = np.full((n, n), num_bonds, dtype=np.int64)
+    bond_ids = np.arange(num_bonds)
+    bond_of_pair[bond_index[:, 0], bond_index[:, 1]] = bond_ids
+    bond_of_pair[bond_index[:, 1], bond_index[:, 0]] = bond_ids
+    first_bond = bond_of_pair[rows, next_atom].ravel()
+    then = (next_atom * n + atoms).ravel()
+    pairs = np.empty((n * n, max_hops), dtype=np.int64)
+    if max_hops:
+        pairs[:, 0] = np.arange(n * n)
+    for hop in range(1, max_hops):
+        pairs[:, hop] = then.take(pairs[:, hop - 1])
+    hop_features = np.full((num_bonds + 1, NUM_BOND_FEATURES), NO_HOP, dtype=np.int16)
+    hop_features[:num_bonds] = bond_features
+    edge_path = hop_features.take(first_bond.take(pairs), axis=0).reshape(n, n, max_hops, NUM_BOND_FEATURES)
 
-    bond_of_pair = np.full((n, n, NUM_BOND_FEATURES), NO_HOP, dtype=np.int16)
-    bond_of_pair[a, b] = bond_features
-    bond_of_pair[b, a] = bond_features
-    edge_path = np.full((n, n, max_hops, NUM_BOND_FEATURES), NO_HOP, dtype=np.int16)
-    current = np.broadcast_to(np.arange(n)[:, None], (n, n)).copy()
-    target = np.broadcast_to(np.arange(n)[None, :], (n, n))
-    for hop in range(max_hops):
-        on_path = reachable & (dist > hop)
-        if not on_path.any():
-            break
-        step = np.where(on_path, next_atom[current, target], current)
-        edge_path[:, :, hop][on_path] = bond_of_pair[current, step][on_path]
-        current = step
-
-    spd = np.where(reachable, dist, UNREACHABLE_SPD).astype(np.int16)
+    spd = np.where(dist <= n, dist, UNREACHABLE_SPD).astype(np.int16)
     return PairRelations(spd=spd, edge_path=edge_path)

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from ogb.utils import smiles2graph
+from ogb.utils.features import atom_to_feature_vector, bond_to_feature_vector
 from rdkit import Chem
 
 from moleblend_data.features import featurize_mol, graph_mol
@@ -80,3 +81,73 @@ def test_unusual_values_map_as_ogb_maps_them(smiles):
     atoms, _, bonds = featurize_mol(mol)
     np.testing.assert_array_equal(atoms, graph["node_feat"], err_msg=smiles)
     np.testing.assert_array_equal(bonds, graph["edge_feat"][::2], err_msg=smiles)
+
+
+def ogb_arrays(mol):
+    atoms = np.array([atom_to_feature_vector(a) for a in mol.GetAtoms()]).reshape(-1, 9)
+    bonds = np.array([bond_to_feature_vector(b) for b in mol.GetBonds()]).reshape(-1, 3)
+    return atoms, bonds
+
+
+def test_every_rdkit_value_indexed_as_ogb_indexes_it():
+    # One atom per chiral tag and hybridization RDKit defines, charges, hydrogen counts,
+    # radicals and degrees beyond OGB's lists (its "misc" entries), and one bond per bond
+    # type; the values are set by hand, so the molecule is not sanitized.
+    chiral_tags = list(Chem.ChiralType.values.values())
+    hybridizations = list(Chem.HybridizationType.values.values())
+    bond_types = list(Chem.BondType.values.values())
+    size = max(len(chiral_tags), len(hybridizations), len(bond_types) + 1, 14)
+    mol = Chem.RWMol()
+    for k in range(size):
+        atom = Chem.Atom([6, 7, 8, 26, 92, 0][k % 6])
+        atom.SetChiralTag(chiral_tags[k % len(chiral_tags)])
+        atom.SetHybridization(hybridizations[k % len(hybridizations)])
+        atom.SetFormalCharge(k - 7)  # -7 ... +6
+        atom.SetNumExplicitHs(k % 11)  # up to 10 hydrogens
+        atom.SetNumRadicalElectrons(k % 7)  # up to 6
+        atom.SetNoImplicit(True)
+        mol.AddAtom(atom)
+    for k, bond_type in enumerate(bond_types):
+        mol.AddBond(k, k + 1, bond_type)
+    for k in range(2, 14):  # degree 12 for atom 0 (13 with its hydrogens)
+        if mol.GetBondBetweenAtoms(0, k) is None:
+            mol.AddBond(0, k, Chem.BondType.SINGLE)
+    stereos = [Chem.BondStereo.STEREONONE, Chem.BondStereo.STEREOZ, Chem.BondStereo.STEREOE,
+               Chem.BondStereo.STEREOCIS, Chem.BondStereo.STEREOTRANS, Chem.BondStereo.STEREOANY]
+    for k, bond in enumerate(mol.GetBonds()):
+        bond.SetIsConjugated(k % 2 == 0)
+        begin, end = bond.GetBeginAtom(), bond.GetEndAtom()
+        outer = [[n.GetIdx() for n in a.GetNeighbors() if n.GetIdx() != b.GetIdx()] for a, b in ((begin, end), (end, begin))]
+        if all(outer):  # CIS and TRANS need a reference atom on each side
+            bond.SetStereoAtoms(outer[0][0], outer[1][0])
+            bond.SetStereo(stereos[k % len(stereos)])
+        begin.SetIsAromatic(k % 3 == 0)
+    Chem.FastFindRings(mol)
+    atoms, bond_index, bonds = featurize_mol(mol)
+    expected_atoms, expected_bonds = ogb_arrays(mol)
+    np.testing.assert_array_equal(atoms, expected_atoms)
+    np.testing.assert_array_equal(bonds, expected_bonds)
+    # the values beyond OGB's lists are there
+    for column in (1, 2, 3, 4, 5, 6):
+        assert (atoms[:, column] == expected_atoms[:, column].max()).any()
+    assert set(expected_atoms[:, 3]) >= {0, 11} and expected_bonds[:, 0].max() == 4
+    assert set(expected_bonds[:, 1]) == set(range(6))
+
+
+def test_bond_stereo_missing_from_ogb_raises_as_ogb():
+    # OGB looks bond stereo up with list.index: a stereo value its list lacks raises.
+    mol = Chem.MolFromSmiles("CC(C)c1ccccc1-c1ccccc1C(C)C")
+    bond = mol.GetBondWithIdx(9)
+    bond.SetStereo(Chem.BondStereo.STEREOATROPCW)
+    with pytest.raises(ValueError) as ogb_error:
+        bond_to_feature_vector(bond)
+    with pytest.raises(ValueError) as ours:
+        featurize_mol(mol)
+    assert str(ours.value) == str(ogb_error.value)
+
+
+def test_chiral_molecules_keep_their_tags():
+    for smiles in ["C[C@H](N)C(=O)O", "C[C@@H](N)C(=O)O", "F/C=C/[C@@H](Cl)Br", "CC(N)C(=O)O"]:
+        mol = Chem.MolFromSmiles(smiles)
+        atoms, _, _ = featurize_mol(mol)
+        np.testing.assert_array_equal(atoms, ogb_arrays(mol)[0], err_msg=smiles)

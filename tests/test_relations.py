@@ -1,5 +1,8 @@
 """SPD and edge paths: against RDKit's distance matrix, against a plain
 Floyd-Warshall with path reconstruction, and on molecules checked by hand."""
+import csv
+import gzip
+import itertools
 import os
 
 import numpy as np
@@ -7,6 +10,7 @@ import pandas as pd
 import pytest
 from rdkit import Chem
 
+from moleblend_data import relations
 from moleblend_data.features import featurize_mol
 from moleblend_data.relations import (MULTI_HOP_MAX_DIST, NO_HOP, UNREACHABLE_SPD,
                                              pair_relations)
@@ -47,10 +51,63 @@ def reference_paths(n, bond_index):
     return paths
 
 
-def sample_smiles():
+def reference_relations(n, bond_index, bond_features, max_hops=MULTI_HOP_MAX_DIST):
+    """spd and edge_path written out pair by pair from `reference_paths`."""
+    paths = reference_paths(n, bond_index.tolist())
+    feature_of = {}
+    for (a, b), f in zip(bond_index.tolist(), bond_features.tolist()):
+        feature_of[a, b] = feature_of[b, a] = f
+    spd = np.full((n, n), UNREACHABLE_SPD)
+    edge_path = np.full((n, n, max_hops, 3), NO_HOP)
+    for i in range(n):
+        spd[i, i] = 0
+    for (i, j), path in paths.items():
+        spd[i, j] = len(path) - 1
+        for hop, (u, v) in enumerate(zip(path, path[1:])):
+            if hop < max_hops:
+                edge_path[i, j, hop] = feature_of[u, v]
+    return spd, edge_path
+
+
+def real_graphs():
+    """Heavy-atom graphs of the fixture molecules (MoleculeNet, salts, a copper complex)
+    and all-atom graphs of 200 QM9 molecules."""
+    graphs = [featurize_mol(Chem.MolFromSmiles(s)) for s in sample_smiles(every=1)]
+    with gzip.open(os.path.join(FIXTURES, "qm9_1000.csv.gz"), "rt", newline="") as f:
+        for row in itertools.islice(csv.DictReader(f), 0, 1000, 5):
+            graphs.append(featurize_mol(Chem.AddHs(Chem.MolFromSmiles(row["SMILES"]))))
+    return graphs
+
+
+@pytest.mark.parametrize("history_entries", [None, 1, 2000])
+def test_relations_of_real_molecules_equal_plain_floyd_warshall(monkeypatch, history_entries):
+    # history_entries: the default, one Floyd-Warshall step per block, a few steps per block.
+    if history_entries is not None:
+        monkeypatch.setattr(relations, "HISTORY_ENTRIES", history_entries)
+    graphs = real_graphs()
+    assert len(graphs) > 300 and max(len(g[0]) for g in graphs) > 50
+    for atoms, bond_index, bonds in graphs:
+        n = len(atoms)
+        rel = pair_relations(n, bond_index, bonds)
+        spd, edge_path = reference_relations(n, bond_index, bonds)
+        np.testing.assert_array_equal(rel.spd, spd)
+        np.testing.assert_array_equal(rel.edge_path, edge_path)
+        assert rel.spd.dtype == np.int16 and rel.edge_path.dtype == np.int16
+
+
+def test_no_atoms_and_no_bonds():
+    for n in (0, 1, 3):
+        for max_hops in (0, 1, MULTI_HOP_MAX_DIST):
+            rel = pair_relations(n, np.zeros((0, 2), np.int32), np.zeros((0, 3), np.int16), max_hops)
+            expected_spd = np.where(np.eye(n, dtype=bool), 0, UNREACHABLE_SPD)
+            np.testing.assert_array_equal(rel.spd, expected_spd)
+            assert rel.edge_path.shape == (n, n, max_hops, 3) and (rel.edge_path == NO_HOP).all()
+
+
+def sample_smiles(every=4):
     frame = pd.read_csv(os.path.join(FIXTURES, "molecules.csv"))
     smiles = [s for s in frame["smiles"] if Chem.MolFromSmiles(s) is not None]
-    return smiles[::4]  # a spread over all data sets, including the salt and the complex
+    return smiles[::every]  # a spread over all data sets, including the salt and the complex
 
 
 def test_spd_equals_rdkit_distance_matrix():

@@ -1,9 +1,12 @@
 """Throughput and memory of the data pipeline, on the shared MOSES and QM9 data.
 
-    python examples/benchmarks/data_pipeline.py --data DATA_DIR [--quick]
+    python examples/benchmarks/data_pipeline.py --data DATA_DIR [--quick] [--parts 2d,conformers,memory]
 
 Prints:
-  1. molecules/s for featurization + pair relations (SPD, edge paths), one process;
+  1. 2D preprocessing, molecules/s of one process without conformers: what data_prep does
+     per molecule (RDKit parse, OGB atom and bond features, record encoding) plus the
+     pair relations the loader computes from the record (shortest-path distances and
+     multi-hop edge paths); the median of three passes over the molecules;
   2. molecules/s for conformer generation (ETKDG + MMFF, 1 conformer) with 1 and 2 workers;
   3. peak RSS of `data_prep csv` builds of 10k and 100k MOSES molecules (2D, 2 workers):
      memory must not grow with the size of the dataset.
@@ -18,6 +21,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,6 +36,9 @@ from moleblend_data.conformers import ConformerError, generate_conformers  # noq
 from moleblend_data.featurize import (FeaturizeOptions, RejectedMolecule, make_record,  # noqa: E402
                                              mol_from_smiles)
 from moleblend_data.relations import pair_relations  # noqa: E402
+from moleblend_data.shards import encode_record  # noqa: E402
+
+PASSES = 3
 
 
 def moses_smiles(data: str, count: int) -> list[str]:
@@ -44,16 +51,21 @@ def qm9_smiles(data: str, count: int) -> list[str]:
         return [row["SMILES"] for row in itertools.islice(csv.DictReader(f), 3, 3 + count)]
 
 
-def featurize_rate(smiles: list[str]) -> float:
+def preprocessing_2d_rate(smiles: list[str]) -> float:
+    """molecules/s of one process: record (no conformers), its bytes, its pair relations."""
     options = FeaturizeOptions(num_conformers=0)
-    start = time.perf_counter()
-    for s in smiles:
-        try:
-            record = make_record(s, options)
-        except RejectedMolecule:
-            continue
-        pair_relations(record.num_atoms, record.bond_index, record.bond_features)
-    return len(smiles) / (time.perf_counter() - start)
+    rates = []
+    for _ in range(PASSES):
+        start = time.perf_counter()
+        for s in smiles:
+            try:
+                record = make_record(s, options)
+            except RejectedMolecule:
+                continue
+            encode_record(record)
+            pair_relations(record.num_atoms, record.bond_index, record.bond_features)
+        rates.append(len(smiles) / (time.perf_counter() - start))
+    return statistics.median(rates)
 
 
 def _one_conformer(smiles: str) -> bool:
@@ -107,24 +119,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="folder laid out by datasets/fetch.sh")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
+    parser.add_argument("--parts", default="2d,conformers,memory",
+                        help="comma-separated measurements to run (default: all three)")
     args = parser.parse_args()
-    n_feat, n_conf, sizes = (200, 20, (1000, 5000)) if args.quick else (3000, 200, (10_000, 100_000))
+    parts = set(args.parts.split(","))
+    n_2d, n_conf, sizes = (200, 20, (1000, 5000)) if args.quick else (5000, 200, (10_000, 100_000))
 
-    print("featurization + relations (1 process, no conformers)")
-    for name, smiles in (("MOSES", moses_smiles(args.data, n_feat)), ("QM9", qm9_smiles(args.data, n_feat))):
-        print(f"  {name:6s} {featurize_rate(smiles):8.0f} molecules/s  ({len(smiles)} molecules)")
-
-    print("conformer generation (ETKDGv3 + MMFF94, 1 conformer per molecule)")
-    for name, smiles in (("MOSES", moses_smiles(args.data, n_conf)), ("QM9", qm9_smiles(args.data, n_conf))):
-        for workers in (1, 2):
-            print(f"  {name:6s} {workers} worker(s) {conformer_rate(smiles, workers):7.1f} molecules/s  "
+    if "2d" in parts:
+        print("2D preprocessing, no conformers, 1 process (RDKit parse, OGB features, record encoding, "
+              f"SPD and edge paths; median of {PASSES} passes)")
+        for name, smiles in (("MOSES", moses_smiles(args.data, n_2d)), ("QM9", qm9_smiles(args.data, n_2d))):
+            print(f"  {name:6s} {preprocessing_2d_rate(smiles):8.0f} molecules/s per process  "
                   f"({len(smiles)} molecules)")
 
-    print("peak RSS of a 2D build (data_prep csv, MOSES, 2 workers)")
-    for count in sizes:
-        r = build_rss(args.data, count, workers=2)
-        print(f"  {count:7d} molecules: main process {r['rss_main_mib']:6.0f} MiB, largest worker "
-              f"{r['rss_worker_mib']:6.0f} MiB, {r['seconds']:6.1f} s ({count / r['seconds']:.0f} molecules/s)")
+    if "conformers" in parts:
+        print("conformer generation (ETKDGv3 + MMFF94, 1 conformer per molecule)")
+        for name, smiles in (("MOSES", moses_smiles(args.data, n_conf)), ("QM9", qm9_smiles(args.data, n_conf))):
+            for workers in (1, 2):
+                print(f"  {name:6s} {workers} worker(s) {conformer_rate(smiles, workers):7.1f} molecules/s  "
+                      f"({len(smiles)} molecules)")
+
+    if "memory" in parts:
+        print("peak RSS of a 2D build (data_prep csv, MOSES, 2 workers)")
+        for count in sizes:
+            r = build_rss(args.data, count, workers=2)
+            print(f"  {count:7d} molecules: main process {r['rss_main_mib']:6.0f} MiB, largest worker "
+                  f"{r['rss_worker_mib']:6.0f} MiB, {r['seconds']:6.1f} s ({count / r['seconds']:.0f} molecules/s)")
 
 
 if __name__ == "__main__":
