@@ -36,6 +36,18 @@ def build_encoder(pretraining=True, num_targets=1, seed=0, **overrides) -> MoleB
     return MoleBlendEncoder(tiny_config(**overrides), num_targets, pretraining)
 
 
+class CriterionModel(torch.nn.Module):
+    """The encoder plus the `cfg` the criterion reads, as the fairseq model provides."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+        self.cfg = encoder.cfg
+
+    def forward(self, batch):
+        return self.encoder(batch)
+
+
 def rotation(seed: int = 0) -> torch.Tensor:
     """A random proper rotation matrix."""
     g = torch.Generator().manual_seed(seed)

@@ -5,7 +5,7 @@ import os
 import torch
 
 from finetune_runs import pretrain, qm9_dataset
-from model_inputs import ASPIRIN, CAFFEINE, NAPHTHOL, batch_of, build_encoder, tiny_config
+from model_inputs import ASPIRIN, CAFFEINE, NAPHTHOL, CriterionModel, batch_of, build_encoder, tiny_config
 from moleblend_plugin.cpu_autocast import bf16_autocast, cpu_bf16_support
 from moleblend_plugin.criterions.pretrain import PretrainCriterion
 from moleblend_plugin.models.moleblend import MoleBlendEncoder, MoleBlendModel
@@ -14,15 +14,6 @@ from moleblend_plugin.tasks.pretrain import PretrainConfig, PretrainTask
 # Relative difference allowed between a fixed batch's loss terms under bf16 autocast and
 # in fp32 (bf16 keeps 8 bits of mantissa; on this batch they differ by less than 0.05%).
 BF16_LOSS_TOLERANCE = 0.01
-
-
-class _Model(torch.nn.Module):
-    def __init__(self, encoder):
-        super().__init__()
-        self.encoder, self.cfg = encoder, encoder.cfg
-
-    def forward(self, batch):
-        return self.encoder(batch)
 
 
 def _terms(model, batch, autocast):
@@ -43,7 +34,7 @@ def _linear_output_dtypes(model):
 
 
 def test_loss_terms_under_bf16_autocast_are_within_tolerance_of_fp32():
-    model = _Model(build_encoder(pretrain_mode="moleblend", encoder_embed_dim=64, encoder_ffn_embed_dim=64)).train()
+    model = CriterionModel(build_encoder(pretrain_mode="moleblend", encoder_embed_dim=64, encoder_ffn_embed_dim=64)).train()
     batch = batch_of(ASPIRIN, CAFFEINE, NAPHTHOL)
     dtypes = _linear_output_dtypes(model)
     fp32 = _terms(model, batch, autocast=False)

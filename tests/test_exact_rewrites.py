@@ -9,7 +9,7 @@ from moleblend_plugin.modules.atom_embedding import AtomEmbedding
 from moleblend_plugin.modules.gaussian_distance_bias import GaussianLayer
 from moleblend_plugin.modules.graph_relation_bias import GraphRelationBias
 
-from model_inputs import ASPIRIN, CAFFEINE, NAPHTHOL, SALT, batch_of, build_encoder
+from model_inputs import ASPIRIN, CAFFEINE, NAPHTHOL, SALT, CriterionModel, batch_of, build_encoder
 
 
 def _randomize(module, seed):
@@ -101,16 +101,8 @@ def test_a_pretraining_step_has_the_gradients_of_the_reference_forms(monkeypatch
     batch = batch_of(ASPIRIN, CAFFEINE, SALT)
     criterion = PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
 
-    class Model(torch.nn.Module):
-        def __init__(self, encoder):
-            super().__init__()
-            self.encoder, self.cfg = encoder, encoder.cfg
-
-        def forward(self, batch):
-            return self.encoder(batch)
-
     def step():
-        model = Model(build_encoder(pretrain_mode="moleblend")).train()
+        model = CriterionModel(build_encoder(pretrain_mode="moleblend")).train()
         torch.manual_seed(7)  # the same blend draw and coordinate noise in both runs
         loss, _, _ = criterion(model, {"net_input": {"batch": batch}, "nsentences": 3, "ntokens": 0})
         loss.backward()

@@ -5,7 +5,7 @@ from moleblend_plugin.criterions.pretrain import PretrainCriterion
 from moleblend_plugin.modules import relation_mixing as mixing
 from moleblend_plugin.modules.relation_heads import OuterProductHead
 
-from model_inputs import ASPIRIN, CAFFEINE, ETHANOL, NAPHTHOL, SALT, batch_of, build_encoder, rotation
+from model_inputs import ASPIRIN, CAFFEINE, ETHANOL, NAPHTHOL, SALT, CriterionModel, batch_of, build_encoder, rotation
 
 
 def _all_modalities(batch):
@@ -71,18 +71,6 @@ def test_factorized_relation_head_equals_the_materialized_outer_product():
     assert torch.allclose(head(states), head.forward_materialized(states), atol=1e-5)
 
 
-class _Model(torch.nn.Module):
-    """The encoder plus the `cfg` the criterion reads, as the fairseq model provides."""
-
-    def __init__(self, encoder):
-        super().__init__()
-        self.encoder = encoder
-        self.cfg = encoder.cfg
-
-    def forward(self, batch):
-        return self.encoder(batch)
-
-
 def _criterion():
     return PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
 
@@ -94,7 +82,7 @@ def _sample(batch):
 
 @pytest.mark.parametrize("mode", ["moleblend", "blend", "noisy_node", "mask_spd", "mask_edge", "mask_3d"])
 def test_every_parameter_of_every_pretraining_mode_gets_a_gradient(mode):
-    model = _Model(build_encoder(pretrain_mode=mode)).train()
+    model = CriterionModel(build_encoder(pretrain_mode=mode)).train()
     batch = batch_of(ASPIRIN, CAFFEINE, SALT)
     loss, _, log = _criterion()(model, _sample(batch))
     loss.backward()
@@ -113,7 +101,7 @@ def test_every_parameter_of_every_pretraining_mode_gets_a_gradient(mode):
 
 def test_a_tiny_batch_overfits():
     torch.manual_seed(0)
-    model = _Model(build_encoder(pretrain_mode="moleblend", seed=1, encoder_embed_dim=64,
+    model = CriterionModel(build_encoder(pretrain_mode="moleblend", seed=1, encoder_embed_dim=64,
                                  encoder_ffn_embed_dim=64, relation_head_dim=16)).train()
     batch = batch_of(ASPIRIN, CAFFEINE, NAPHTHOL, ETHANOL)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
