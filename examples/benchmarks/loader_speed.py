@@ -29,7 +29,7 @@ import torch  # noqa: E402
 
 from data_prep.__main__ import main as data_prep_main  # noqa: E402
 from moleblend_plugin.tasks.pretrain import PretrainConfig, PretrainTask  # noqa: E402
-from pretraining_speed import ARCHS, build, step_seconds  # noqa: E402
+from pretraining_speed import ARCHS, build, default_data_dir, step_seconds  # noqa: E402
 
 ARCH = "moleblend_base"
 
@@ -70,7 +70,7 @@ def loader_rates(task, batch_size: int, epochs) -> tuple[list[float], list[float
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_data = os.environ.get("MOLEBLEND_DATA", os.path.expanduser("~/.cache/moleblend/datasets"))
+    default_data = default_data_dir()
     parser.add_argument("--data", help="a prepared dataset (data_prep output) to read instead of a new MOSES one")
     parser.add_argument("--moses", default=os.path.join(default_data, "moses", "train.csv.gz"),
                         help="MOSES SMILES as laid out by shared/datasets/fetch.sh (default: $MOLEBLEND_DATA/moses/train.csv.gz)")

@@ -52,6 +52,11 @@ class _Model(torch.nn.Module):
         return self.encoder(batch)
 
 
+def default_data_dir() -> str:
+    """Where scripts/fetch_datasets.sh laid out the shared data: $MOLEBLEND_DATA, else the cache."""
+    return os.environ.get("MOLEBLEND_DATA", os.path.expanduser("~/.cache/moleblend/datasets"))
+
+
 def load_molecules(path, count, seed):
     records = []
     with gzip.open(path, "rt") as f, tqdm(total=count, desc="conformers", leave=False) as bar:
@@ -169,7 +174,7 @@ def materialized_heads():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_data = os.environ.get("MOLEBLEND_DATA", os.path.expanduser("~/.cache/moleblend/datasets"))
+    default_data = default_data_dir()
     parser.add_argument("--moses", default=os.path.join(default_data, "moses", "train.csv.gz"),
                         help="MOSES SMILES as laid out by shared/datasets/fetch.sh (default: $MOLEBLEND_DATA/moses/train.csv.gz)")
     parser.add_argument("--molecules", type=int, default=256, help="molecules to featurize (with conformers)")

@@ -16,7 +16,7 @@ import os
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from pretraining_speed import ARCHS, batches, build, load_molecules
+from pretraining_speed import ARCHS, batches, build, default_data_dir, load_molecules
 from moleblend_plugin.cpu_autocast import bf16_autocast
 from moleblend_plugin.criterions.pretrain import PretrainCriterion
 
@@ -100,7 +100,7 @@ RANGES = ("step: ", "forward: ", "backward: ")
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_data = os.environ.get("MOLEBLEND_DATA", os.path.expanduser("~/.cache/moleblend/datasets"))
+    default_data = default_data_dir()
     parser.add_argument("--moses", default=os.path.join(default_data, "moses", "train.csv.gz"),
                         help="MOSES SMILES as laid out by scripts/fetch_datasets.sh (default: $MOLEBLEND_DATA/moses/train.csv.gz)")
     parser.add_argument("--arch", default="moleblend_small", choices=sorted(ARCHS), help="architecture to profile")

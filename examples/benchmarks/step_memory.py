@@ -19,7 +19,7 @@ from rdkit import Chem, RDLogger
 from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
 
-from pretraining_speed import ARCHS, build
+from pretraining_speed import ARCHS, build, default_data_dir
 from moleblend_data.featurize import FeaturizeOptions, RejectedMolecule, make_record
 from moleblend_plugin.cpu_autocast import bf16_autocast
 from moleblend_plugin.criterions.pretrain import PretrainCriterion
@@ -75,7 +75,7 @@ def peak_step_bytes(model, batch, autocast=False):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_data = os.environ.get("MOLEBLEND_DATA", os.path.expanduser("~/.cache/moleblend/datasets"))
+    default_data = default_data_dir()
     parser.add_argument("--hiv", default=os.path.join(default_data, "moleculenet", "hiv.csv"),
                         help="MoleculeNet HIV CSV as laid out by scripts/fetch_datasets.sh (default: $MOLEBLEND_DATA/moleculenet/hiv.csv)")
     parser.add_argument("--per-size", type=int, default=32, help="molecules per size (batches of half and all of them)")
