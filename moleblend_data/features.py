@@ -3,9 +3,9 @@
 The vocabularies are OGB's (`ogb.utils.features`), so that embedding tables of
 Graphormer / Transformer-M checkpoints index the same values. The features are read with
 the RDKit getters OGB's `atom_to_feature_vector` / `bond_to_feature_vector` call, one
-getter over all atoms at a time, and mapped to OGB's indices through tables built from
-OGB's own value lists (`ATOM_COLUMNS`, `BOND_COLUMNS`); tests compare the result with
-OGB's functions.
+getter over all atoms at a time, and mapped to OGB's indices through dictionaries built
+from OGB's own value lists (`ATOM_COLUMNS`, `BOND_COLUMNS`); tests compare the result
+with OGB's functions.
 """
 from __future__ import annotations
 
@@ -18,57 +18,56 @@ from rdkit.Chem import rdqueries
 from .molecule import NUM_ATOM_FEATURES, NUM_BOND_FEATURES
 
 
+class OgbIndex(dict):
+    """OGB's index of every value of one feature column, by value. A value OGB's list lacks
+    takes its last ("misc") entry, as OGB's `safe_index` does, or raises KeyError where OGB
+    looks the value up with `list.index` (and so raises too)."""
+
+    def __init__(self, entries: dict, misc: int | None):
+        super().__init__(entries)
+        self.misc = misc
+
+    def __missing__(self, value):
+        if self.misc is None:
+            raise KeyError(value)
+        return self.misc
+
+
 class OgbColumns:
-    """OGB's index for each value a list of RDKit getters returns, all columns at once.
+    """OGB's feature vectors of atoms (or bonds), one RDKit getter over all of them at a time.
 
     Each column is (getter, OGB's list of values, the RDKit enum the getter returns or None,
     how OGB looks the value up). Enum values are looked up by their name, as OGB does
-    (`str(enum)`); integers and booleans by value. "safe": OGB's `safe_index`, unlisted
-    values take the last ("misc") entry; "strict": `list.index`, OGB raises on unlisted
-    values, and so does `indices` (by calling OGB's own function on those objects).
+    (`str(enum)`); integers and booleans by value. "safe": OGB's `safe_index`; "strict":
+    `list.index`, on a value OGB's list lacks `indices` calls OGB's own function, which raises.
     """
 
     def __init__(self, columns, ogb_function):
         self.getters = [getter for getter, _, _, _ in columns]
         self.ogb_function = ogb_function
-        tables, lows = [], []
+        self.indexes = []
         for _, choices, enum, lookup in columns:
+            misc = len(choices) - 1 if lookup == "safe" else None
             if enum is not None:
-                low, values = 0, [str(enum.values.get(v)) for v in range(max(enum.values) + 1)]
+                names = {value: str(member) for value, member in enum.values.items()}
+                entries = {value: safe_index(choices, name) for value, name in names.items()
+                           if lookup == "safe" or name in choices}
             else:
-                listed = [c for c in choices if c != "misc"]
-                if listed != list(range(int(min(listed)), int(max(listed)) + 1)):
-                    raise ValueError(f"OGB's values {choices} are not a run of integers")
-                # One value past each end: OGB maps every value beyond the run as it maps these.
-                low, values = int(min(listed)) - 1, range(int(min(listed)) - 1, int(max(listed)) + 2)
-            if lookup == "safe":
-                table = [safe_index(choices, v) for v in values]
-            else:
-                table = [choices.index(v) if v in choices else -1 for v in values]
-            tables.append(table)
-            lows.append(low)
-        sizes = np.array([len(t) for t in tables])
-        self._offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])[:, None]
-        self._lows = np.array(lows)[:, None]
-        self._last = (sizes - 1)[:, None]
-        self._table = np.array([i for t in tables for i in t], dtype=np.int16)
+                entries = {value: choices.index(value) for value in choices if value != "misc"}
+            self.indexes.append(OgbIndex(entries, misc))
 
     def indices(self, objects: list, known: dict | None = None) -> np.ndarray:
         """int16 [len(objects), columns]: OGB's feature vector of every atom (or bond).
         known: {getter: the value it returns for every one of `objects`}, not called."""
         known = known or {}
-        raw = np.array([[known[getter]] * len(objects) if getter in known else list(map(getter, objects))
-                        for getter in self.getters], dtype=np.int64)
-        raw -= self._lows
-        # Values beyond a table's ends take the end's index (OGB's "misc", see __init__).
-        np.maximum(raw, 0, out=raw)
-        np.minimum(raw, self._last, out=raw)
-        raw += self._offsets
-        found = self._table.take(raw)
-        if found.size and found.min() < 0:
+        try:
+            columns = [[index[known[getter]]] * len(objects) if getter in known
+                       else list(map(index.__getitem__, map(getter, objects)))
+                       for getter, index in zip(self.getters, self.indexes)]
+        except KeyError:
             # A value OGB's list lacks where OGB raises: OGB's own function, and its error.
             return np.array([self.ogb_function(x) for x in objects], dtype=np.int16)
-        return found.T.copy()
+        return np.array(columns, dtype=np.int16).T.copy()
 
 
 _lists = allowable_features

@@ -33,7 +33,7 @@ class PairRelations:
     edge_path: np.ndarray
 
 
-# Distance matrices kept per block of Floyd-Warshall steps (a few MB).
+# Entries of the distance matrices kept per block of Floyd-Warshall steps (4 to 8 MB).
 HISTORY_ENTRIES = 1 << 21
 _INT16_MAX = int(np.iinfo(np.int16).max)
 
@@ -85,12 +85,13 @@ def pair_relations(num_atoms: int, bond_index: np.ndarray, bond_features: np.nda
     atoms = np.arange(n)
     rows = atoms[:, None]
 
-    # next_atom[i, j]: the atom after i on the path i -> j. Its first step is that of the
-    # shorter path i -> via, so following i -> via -> via(i, via) ... until a neighbour
-    # of i finds it; each squaring of that map doubles the steps followed, and a chain
-    # is shorter than the longest distance (N + 1 between fragments). Without an
-    # intermediate atom the next atom is j itself: j's neighbour i steps to j, and i
-    # stays on itself, as does i in another fragment than j (its hops are then none).
+    # next_atom[i, j]: the atom after i on the path i -> j. The path is path(i, via) +
+    # path(via, j), so its next atom is that of the shorter path i -> via; following
+    # j -> via(i, j) -> via(i, via(i, j)) ... ends at a pair without intermediate atom,
+    # whose next atom is j itself (a bonded pair's other atom; i on the diagonal). Each
+    # squaring of that map doubles the steps followed, and a chain is shorter than the
+    # longest distance (N + 1 between fragments, where the "next atom" j is no bond away
+    # and the path's hops are all NO_HOP).
     next_atom = np.where(via >= 0, via, atoms)
     longest = int(dist.max()) if n else 0
     followed = 1
@@ -98,10 +99,10 @@ def pair_relations(num_atoms: int, bond_index: np.ndarray, bond_features: np.nda
         next_atom = next_atom[rows, next_atom]
         followed *= 2
 
-    # The path i -> j continues as the path from its next atom to j. pairs[h] holds, by
-    # flat index i * n + j, the pair the path of each pair has reached after h hops; a
-    # hop's bond is that between i and next_atom[i, j], and the extra bond row num_bonds
-    # (NO_HOP) that of staying in place.
+    # The path i -> j continues as the path from its next atom to j. pairs[p, h] is the
+    # pair, by flat index i * n + j, that the path of pair p has reached after h hops; a
+    # pair's hop is the bond between i and next_atom[i, j], or the extra bond row
+    # num_bonds (NO_HOP) where there is none (past the path's end, between fragments).
     bond_of_pair = np.full((n, n), num_bonds, dtype=np.int64)
     bond_ids = np.arange(num_bonds)
     bond_of_pair[bond_index[:, 0], bond_index[:, 1]] = bond_ids

@@ -41,6 +41,8 @@ META_KEY = b"__meta__"
 NUM_ATOMS_KEY = b"__num_atoms__"
 # Largest size an LMDB shard may grow to; space is only used as records are written.
 SHARD_MAP_SIZE = 1 << 36
+# How the record's arrays are stored, whatever the machine's byte order.
+INT16, INT32, FLOAT32 = np.dtype("<i2"), np.dtype("<i4"), np.dtype("<f4")
 
 
 class MalformedRecord(ValueError):
@@ -67,11 +69,12 @@ def encode_record(record: MoleculeRecord) -> bytes:
         RECORD_HEADER.pack(MAGIC, FORMAT_VERSION, int(record.geometry), n, e, t, k,
                            len(id_bytes), len(smiles_bytes)),
         id_bytes, smiles_bytes,
-        np.ascontiguousarray(record.atom_features, "<i2").tobytes(),
-        np.ascontiguousarray(record.bond_index, "<i4").tobytes(),
-        np.ascontiguousarray(record.bond_features, "<i2").tobytes(),
-        np.ascontiguousarray(record.coordinates, "<f4").tobytes(),
-        np.ascontiguousarray(record.targets, "<f4").tobytes(),
+        # contiguous arrays: join reads their bytes directly
+        np.ascontiguousarray(record.atom_features, INT16),
+        np.ascontiguousarray(record.bond_index, INT32),
+        np.ascontiguousarray(record.bond_features, INT16),
+        np.ascontiguousarray(record.coordinates, FLOAT32),
+        np.ascontiguousarray(record.targets, FLOAT32),
     ]
     body = b"".join(parts)
     return body + CRC.pack(zlib.crc32(body))

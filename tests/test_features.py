@@ -117,7 +117,8 @@ def test_every_rdkit_value_indexed_as_ogb_indexes_it():
     for k, bond in enumerate(mol.GetBonds()):
         bond.SetIsConjugated(k % 2 == 0)
         begin, end = bond.GetBeginAtom(), bond.GetEndAtom()
-        outer = [[n.GetIdx() for n in a.GetNeighbors() if n.GetIdx() != b.GetIdx()] for a, b in ((begin, end), (end, begin))]
+        outer = [[n.GetIdx() for n in atom.GetNeighbors() if n.GetIdx() != other.GetIdx()]
+                 for atom, other in ((begin, end), (end, begin))]
         if all(outer):  # CIS and TRANS need a reference atom on each side
             bond.SetStereoAtoms(outer[0][0], outer[1][0])
             bond.SetStereo(stereos[k % len(stereos)])
