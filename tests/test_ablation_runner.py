@@ -106,3 +106,24 @@ def test_every_mode_gets_the_same_pretraining_budget(capsys):
 def test_rows_outside_the_study_are_refused(argv, message):
     with pytest.raises(SystemExit, match=message):
         runner().main([*argv, "--seed", "1", "--dry-run"])
+
+
+def test_run_mode_runs_every_dataset_and_seed_and_counts_failures(tmp_path):
+    import subprocess
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "ablations",
+                          "run_mode.sh")
+    env = {**os.environ, "DATASETS": "esol bbbp", "SEEDS": "1 3", "RUN_DIR": str(tmp_path)}
+    done = subprocess.run(["bash", script, "blend", "4:4:2", "2d", "--dry-run", "--data", "/nonexistent"],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split()[2:] for line in done.stdout.splitlines() if line.startswith("=== ") and "seed" in line]
+    assert rows == [["blend", "4:4:2", dataset, "2d", "seed", seed] for dataset in ("esol", "bbbp") for seed in "13"]
+    assert done.stdout.count("--blend-ratio 4:4:2") == 4
+    # noisy_node has no distance head: each of its 2d+predicted3d rows is refused, counted, and the others go on
+    env["DATASETS"] = "esol"
+    failed = subprocess.run(["bash", script, "noisy_node", "", "2d+predicted3d", "--dry-run", "--data", "/x"],
+                            env=env, capture_output=True, text=True)
+    assert failed.returncode == 2
+    assert failed.stdout.count("=== FAILED: noisy_node") == 2
+    assert "done, 2 failed" in failed.stdout

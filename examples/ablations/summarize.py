@@ -1,0 +1,352 @@
+"""Tables and plots of the ablation study from its results file and pretraining runs.
+
+    python examples/ablations/summarize.py runs/ablations/results.csv \
+        --pretrain-dir runs/ablations/pretrain --plots docs/images
+
+Prints Markdown: for each of the paper's ablation tables (3, 4, 5, 7, 11) the test score of
+every row that ran (mean ± sample standard deviation over its seeds) beside the paper's
+figure, then each row's paired difference with `moleblend` (the same fine-tuning seed on
+both sides): the mean difference ± the half-width of its 95 % t interval. A difference is
+marked "larger than the noise" only where that interval excludes zero; with three seeds
+the interval is wide (t = 4.30), so most differences at this budget are not.
+
+A row rerun at a later commit replaces the earlier one (the newest date wins). ROC-AUC is
+shown in %, RMSE as is, QM9 MAE in meV. `--plots DIR` also writes
+DIR/ablation_pretrain_curves.png (every mode's loss terms over updates),
+DIR/ablation_scores.png (each seed's test score per dataset and row) and, where QM9 rows
+ran, DIR/ablation_qm9_curves.png (their fine-tuning curves).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import math
+import os
+import statistics
+import sys
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "pretrain"))
+
+from plot_curves import read_log  # noqa: E402
+
+MOLECULENET = ("bbbp", "bace", "clintox", "esol", "freesolv", "lipophilicity")
+MAIN_METRIC = {"bbbp": "auc", "bace": "auc", "clintox": "auc", "esol": "rmse", "freesolv": "rmse",
+               "lipophilicity": "rmse"}
+QM9_METRICS = ("mae_gap", "mae_homo", "mae_lumo")
+HIGHER_IS_BETTER = {"auc": True, "rmse": False, "mae_gap": False, "mae_homo": False, "mae_lumo": False}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a table: a mode, its blend ratio ("" for modes without one) and the fine-tuning input."""
+    mode: str
+    ratio: str
+    input: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    rows: Tuple[Row, ...]
+    columns: Tuple[Tuple[str, str], ...]  # (dataset, metric)
+    paper: Dict[str, Tuple[str, ...]]  # row label -> the paper's figures, in the order of `columns`; "" where absent
+    reference: Row  # the row the paired differences are taken against
+
+
+MOLEBLEND = Row("moleblend", "2:2:6", "2d", "moleblend (2:2:6)")
+COLUMNS_2D = tuple((d, MAIN_METRIC[d]) for d in MOLECULENET)
+
+TABLES = (
+    Table("Pretraining objectives (the paper's Table 3)",
+          (Row("noisy_node", "", "2d", "noisy_node"), Row("blend", "2:2:6", "2d", "blend (2:2:6)"), MOLEBLEND,
+           Row("scratch", "", "2d", "scratch")),
+          COLUMNS_2D,
+          {"noisy_node": ("68.50", "82.72", "83.28", "", "", ""),
+           "blend (2:2:6)": ("71.59", "83.53", "90.82", "", "", ""),
+           "moleblend (2:2:6)": ("73.00", "83.66", "87.62", "0.831", "1.910", "0.638")},
+          MOLEBLEND),
+    Table("Blending vs single-modality mask-then-predict (the paper's Table 4)",
+          (Row("mask_spd", "", "2d", "mask_spd"), Row("mask_edge", "", "2d", "mask_edge"),
+           Row("mask_3d", "", "2d", "mask_3d"), Row("blend", "2:2:6", "2d", "blend (2:2:6)"), MOLEBLEND,
+           Row("scratch", "", "2d", "scratch")),
+          COLUMNS_2D,
+          {"mask_spd": ("68.95", "80.64", "", "", "", ""), "mask_edge": ("69.02", "81.97", "", "", "", ""),
+           "mask_3d": ("67.60", "80.35", "", "", "", ""), "blend (2:2:6)": ("71.68", "83.41", "", "", "", "")},
+          MOLEBLEND),
+    Table("Blend ratio SPD:edge:3D (the paper's Table 7)",
+          (Row("moleblend", "4:4:2", "2d", "moleblend (4:4:2)"), Row("moleblend", "3:3:4", "2d", "moleblend (3:3:4)"),
+           MOLEBLEND, Row("moleblend", "1:1:8", "2d", "moleblend (1:1:8)")),
+          COLUMNS_2D,
+          {"moleblend (4:4:2)": ("72.25", "82.17", "", "", "", "0.7544"),
+           "moleblend (3:3:4)": ("72.34", "82.47", "", "", "", "0.7505"),
+           "moleblend (2:2:6)": ("72.52", "82.89", "", "", "", "0.7511"),
+           "moleblend (1:1:8)": ("72.45", "82.43", "", "", "", "0.7478")},
+          MOLEBLEND),
+    Table("2D input vs 2D + predicted 3D (the paper's Table 11)",
+          (MOLEBLEND, Row("moleblend", "2:2:6", "2d+predicted3d", "moleblend, 2d+predicted3d")),
+          COLUMNS_2D,
+          {"moleblend (2:2:6)": ("73.0", "83.7", "87.6", "0.831", "1.910", "0.638"),
+           "moleblend, 2d+predicted3d": ("71.8", "84.3", "90.9", "0.874", "1.824", "0.636")},
+          MOLEBLEND),
+    Table("QM9 with 3D and 2D + 3D input (the paper's Table 5 and Table 3's 3D tasks)",
+          tuple(Row(mode, ratio, modality, f"{mode}, {modality}")
+                for mode, ratio in (("moleblend", "2:2:6"), ("blend", "2:2:6"), ("noisy_node", ""))
+                for modality in ("3d", "2d+3d")),
+          tuple(("qm9", m) for m in QM9_METRICS),
+          {"moleblend, 3d": ("", "23.62", ""), "moleblend, 2d+3d": ("", "21.47", "")},
+          Row("moleblend", "2:2:6", "2d+3d", "moleblend, 2d+3d")),
+)
+
+
+def read_results(path: str) -> Dict[Tuple[str, str, str, str, str, str], Dict[int, float]]:
+    """(mode, ratio, dataset, input, split, metric) -> {seed: value}; a row rerun later replaces the earlier."""
+    newest: Dict[tuple, Tuple[str, float]] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            key = (row["mode"], row["blend_ratio"], row["dataset"], row["input"], row["split"], row["metric"],
+                   int(row["seed"]))
+            if key not in newest or row["date"] >= newest[key][0]:
+                newest[key] = (row["date"], float(row["value"]))
+    scores: Dict[tuple, Dict[int, float]] = {}
+    for (*key, seed), (_, value) in newest.items():
+        scores.setdefault(tuple(key), {})[seed] = value
+    return scores
+
+
+def scale(metric: str) -> Tuple[float, int]:
+    """Display factor and digits: ROC-AUC in %, RMSE as is, QM9 MAE (eV in the file) in meV."""
+    if metric in ("auc", "prc_auc"):
+        return 100.0, 1
+    if metric.startswith("mae_"):
+        return 1000.0, 1
+    return 1.0, 3
+
+
+def seed_values(scores, row: Row, dataset: str, metric: str, split: str) -> Dict[int, float]:
+    ratio = row.ratio if row.mode in ("moleblend", "blend") else ""
+    values = scores.get((row.mode, ratio, dataset, row.input, split, metric), {})
+    factor, _ = scale(metric)
+    return {seed: value * factor for seed, value in values.items()}
+
+
+def mean_std(values: Sequence[float], digits: int) -> str:
+    if not values:
+        return "not run"
+    text = f"{statistics.mean(values):.{digits}f}"
+    if len(values) > 1:
+        text += f" ± {statistics.stdev(values):.{digits}f}"
+    return text + ("" if len(values) == 3 else f" ({len(values)} seed{'s' if len(values) > 1 else ''})")
+
+
+def t_quantile(df: int) -> float:
+    """Two-sided 95 % quantile of Student's t."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
+
+
+def paired_difference(values: Dict[int, float], reference: Dict[int, float], metric: str, digits: int) -> str:
+    """Mean of (row - reference) over the seeds both ran, ± the 95 % t half-width, and what it says."""
+    seeds = sorted(set(values) & set(reference))
+    if not seeds:
+        return "–"
+    differences = [values[s] - reference[s] for s in seeds]
+    mean = statistics.mean(differences)
+    if len(seeds) < 2:
+        return f"{mean:+.{digits}f} (1 seed)"
+    half = t_quantile(len(seeds) - 1) * statistics.stdev(differences) / math.sqrt(len(seeds))
+    if abs(mean) <= half:
+        verdict = "noise"
+    else:
+        verdict = "better" if (mean > 0) == HIGHER_IS_BETTER[metric] else "worse"
+    return f"{mean:+.{digits}f} ± {half:.{digits}f} ({verdict})" + ("" if len(seeds) == 3 else f" [{len(seeds)}]")
+
+
+def metric_label(dataset: str, metric: str) -> str:
+    if metric == "auc":
+        return f"{dataset} ROC-AUC %"
+    if metric.startswith("mae_"):
+        return f"{metric[4:]} MAE meV"
+    return f"{dataset} {metric.upper()}"
+
+
+def print_table(table: Table, scores, split: str) -> bool:
+    """Print one table and its paired differences; False when none of its rows ran."""
+    ran = [row for row in table.rows
+           if any(seed_values(scores, row, d, m, split) for d, m in table.columns)]
+    if not ran:
+        return False
+    print(f"### {table.title}\n")
+    header = " | ".join(metric_label(d, m) for d, m in table.columns)
+    print(f"| row | {header} |")
+    print("|---" * (len(table.columns) + 1) + "|")
+    for row in table.rows:
+        cells = []
+        for (dataset, metric), paper in zip(table.columns, table.paper.get(row.label, ("",) * len(table.columns))):
+            _, digits = scale(metric)
+            cell = mean_std(list(seed_values(scores, row, dataset, metric, split).values()), digits)
+            cells.append(cell + (f" (paper {paper})" if paper else ""))
+        print(f"| {row.label} | " + " | ".join(cells) + " |")
+    others = [row for row in ran if row != table.reference]
+    reference_ran = table.reference in ran
+    if others and reference_ran:
+        print(f"\nPaired difference with {table.reference.label} (row − {table.reference.label}, same seed; "
+              "± the 95 % t half-width; better / worse only where the interval excludes zero):\n")
+        print(f"| row | {header} |")
+        print("|---" * (len(table.columns) + 1) + "|")
+        for row in others:
+            cells = []
+            for dataset, metric in table.columns:
+                _, digits = scale(metric)
+                cells.append(paired_difference(seed_values(scores, row, dataset, metric, split),
+                                               seed_values(scores, table.reference, dataset, metric, split),
+                                               metric, digits))
+            print(f"| {row.label} | " + " | ".join(cells) + " |")
+    print()
+    return True
+
+
+def plot_pretraining(pretrain_dir: str, output: str) -> Optional[str]:
+    """Every mode's pretraining loss terms over updates, train (lines) and valid (points)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = sorted(glob.glob(os.path.join(pretrain_dir, "*", "train.log")))
+    if not runs:
+        return None
+    panels = [("spd_loss", "SPD cross-entropy"), ("edge_loss", "edge-path cross-entropy"),
+              ("distance_loss", "3D distance L1 (Å)"), ("noise_loss", "noisy-node 1 − cosine")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for index, log in enumerate(runs):
+        name = os.path.basename(os.path.dirname(log)).split("-moleblend_")[0].replace("_2-2-6", "")
+        train, valid = read_log(log)
+        colour = f"C{index % 10}"
+        for ax, (key, _) in zip(axes.flat, panels):
+            points = [(int(r["num_updates"]), float(r[key])) for r in train if key in r]
+            if points:
+                ax.plot(*zip(*points), color=colour, lw=1, label=name)
+            checks = [(int(r["valid_num_updates"]), float(r[f"valid_{key}"])) for r in valid if f"valid_{key}" in r]
+            if checks:
+                ax.plot(*zip(*checks), "o", color=colour, ms=4)
+    for ax, (_, title) in zip(axes.flat, panels):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("updates")
+        ax.grid(alpha=0.3)
+    handles, labels = [], []
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=9)
+    fig.suptitle("Pretraining on the 50,000-molecule MOSES corpus: train (lines), valid (points)")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return output
+
+
+def plot_scores(scores, split: str, output: str) -> Optional[str]:
+    """Each seed's score per dataset and row (rows of Tables 3, 4, 7 and 11 that ran)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows: List[Row] = []
+    for table in TABLES[:4]:
+        rows += [row for row in table.rows if row not in rows]
+    rows = [row for row in rows if any(seed_values(scores, row, d, m, split) for d, m in COLUMNS_2D)]
+    if not rows:
+        return None
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5), squeeze=False)
+    for ax, (dataset, metric) in zip(axes.flat, COLUMNS_2D):
+        for y, row in enumerate(rows):
+            values = list(seed_values(scores, row, dataset, metric, split).values())
+            ax.plot(values, [y] * len(values), "o", color="C0", alpha=0.6, ms=5)
+            if values:
+                ax.plot([statistics.mean(values)], [y], "|", color="k", ms=14, mew=2)
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels([row.label for row in rows], fontsize=8)
+        ax.invert_yaxis()
+        better = "higher is better" if HIGHER_IS_BETTER[metric] else "lower is better"
+        ax.set_title(f"{metric_label(dataset, metric)} ({split}; {better})", fontsize=10)
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle("Fine-tuning scores: one dot per seed, the bar at their mean")
+    fig.tight_layout()
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return output
+
+
+def plot_qm9_curves(finetune_dir: str, output: str) -> Optional[str]:
+    """Training and valid MAE of the QM9 fine-tunings over updates, one line per row and seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    logs = sorted(glob.glob(os.path.join(finetune_dir, "qm9", "*", "*", "*", "seed*", "train.log")))
+    if not logs:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
+    for log in logs:
+        parts = log.split(os.sep)
+        label = f"{parts[-4].split('-moleblend_')[0]}, {parts[-5].replace('_', '+')}, {parts[-2]}"
+        train, valid = read_log(log)
+        axes[0, 0].plot([int(r["num_updates"]) for r in train], [float(r["loss"]) for r in train], lw=1, label=label)
+        points = [(int(r["valid_num_updates"]), float(r["valid_mae"]) * 1000) for r in valid if "valid_mae" in r]
+        if points:
+            axes[0, 1].plot(*zip(*points), "o-", ms=3, label=label)
+    axes[0, 0].set_title("QM9 training loss (L1, eV)", fontsize=10)
+    axes[0, 1].set_title("QM9 valid MAE (meV, mean of gap, HOMO, LUMO)", fontsize=10)
+    for ax in axes.flat:
+        ax.set_xlabel("updates")
+        ax.grid(alpha=0.3)
+    axes[0, 1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return output
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("results", help="the study's results CSV (run_row.py's RUN_DIR/results.csv)")
+    parser.add_argument("--split", default="test", choices=["test", "valid"],
+                        help="split of the tables (default test; the checkpoint is always the best on valid)")
+    parser.add_argument("--pretrain-dir", default="", help="RUN_DIR/pretrain, for the pretraining curves")
+    parser.add_argument("--finetune-dir", default="", help="RUN_DIR/finetune, for the QM9 curves")
+    parser.add_argument("--plots", default="", help="folder to write the PNG plots to")
+    args = parser.parse_args(argv)
+    if not os.path.exists(args.results):
+        raise SystemExit(f"error: no results file {args.results}; run_row.py writes RUN_DIR/results.csv")
+
+    scores = read_results(args.results)
+    printed = [print_table(table, scores, args.split) for table in TABLES]
+    if not any(printed):
+        print("no row of the study's tables in", args.results)
+    if args.plots:
+        os.makedirs(args.plots, exist_ok=True)
+        written = [plot_scores(scores, args.split, os.path.join(args.plots, "ablation_scores.png"))]
+        if args.pretrain_dir:
+            written.append(plot_pretraining(args.pretrain_dir, os.path.join(args.plots,
+                                                                            "ablation_pretrain_curves.png")))
+        if args.finetune_dir:
+            written.append(plot_qm9_curves(args.finetune_dir, os.path.join(args.plots, "ablation_qm9_curves.png")))
+        for path in written:
+            if path:
+                print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

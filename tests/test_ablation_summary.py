@@ -1,0 +1,69 @@
+"""examples/ablations/summarize.py: which rows it reads, its paired differences, its plots."""
+import csv
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "examples", "ablations"))
+
+import run_row  # noqa: E402
+import summarize  # noqa: E402
+
+
+def write_results(path, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=run_row.RESULT_FIELDS)
+        writer.writeheader()
+        for mode, ratio, dataset, seed, metric, value, date in rows:
+            writer.writerow({"mode": mode, "blend_ratio": ratio, "dataset": dataset, "input": "2d", "seed": seed,
+                             "split": "test", "metric": metric, "value": value, "pretrain_updates": 2000,
+                             "finetune_epochs": 6, "commit": "abc", "date": date, "arch": "moleblend_small",
+                             "finetune_max_update": ""})
+
+
+def test_newest_row_wins_and_values_are_scaled(tmp_path):
+    path = tmp_path / "results.csv"
+    write_results(path, [("moleblend", "2:2:6", "bbbp", 1, "auc", 0.70, "2026-12-01T00:00:00+00:00"),
+                         ("moleblend", "2:2:6", "bbbp", 1, "auc", 0.72, "2026-12-02T00:00:00+00:00"),
+                         ("moleblend", "2:2:6", "bbbp", 2, "auc", 0.74, "2026-12-01T00:00:00+00:00")])
+    scores = summarize.read_results(str(path))
+    values = summarize.seed_values(scores, summarize.MOLEBLEND, "bbbp", "auc", "test")
+    assert values == pytest.approx({1: 72.0, 2: 74.0})
+
+
+def test_paired_difference_against_a_hand_computed_t_interval():
+    reference = {1: 70.0, 2: 71.0, 3: 72.0}
+    # differences 2, 3, 4: mean 3, sd 1, half-width 4.303 / sqrt(3) = 2.484 -> excludes zero
+    assert summarize.paired_difference({1: 72.0, 2: 74.0, 3: 76.0}, reference, "auc", 1) == "+3.0 ± 2.5 (better)"
+    # lower RMSE is better: the same differences on RMSE are worse
+    assert summarize.paired_difference({1: 72.0, 2: 74.0, 3: 76.0}, reference, "rmse", 1) == "+3.0 ± 2.5 (worse)"
+    # differences -1, 2, 5: mean 2, sd 3, half-width 7.45 -> inside the noise
+    assert summarize.paired_difference({1: 69.0, 2: 73.0, 3: 77.0}, reference, "auc", 2) == "+2.00 ± 7.45 (noise)"
+    # only the seeds both ran are paired
+    assert summarize.paired_difference({1: 71.0, 4: 90.0}, reference, "auc", 1) == "+1.0 (1 seed)"
+    assert summarize.paired_difference({4: 90.0}, reference, "auc", 1) == "–"
+
+
+def test_tables_and_plots_from_a_results_file(tmp_path, capsys):
+    path = tmp_path / "results.csv"
+    rows = []
+    for seed, (mine, other) in enumerate([(0.70, 0.66), (0.72, 0.69), (0.71, 0.65)], start=1):
+        rows += [("moleblend", "2:2:6", "bbbp", seed, "auc", mine, "2026-12-01"),
+                 ("scratch", "", "bbbp", seed, "auc", other, "2026-12-01"),
+                 ("moleblend", "2:2:6", "esol", seed, "rmse", 1.0 + seed / 10, "2026-12-01")]
+    write_results(path, rows)
+    assert summarize.main([str(path), "--plots", str(tmp_path / "plots")]) == 0
+    out = capsys.readouterr().out
+    assert "| moleblend (2:2:6) | 71.0 ± 1.0 (paper 73.00) |" in out
+    assert "| scratch | 66.7 ± 2.1 |" in out
+    # the differences' table: scratch - moleblend per seed -4, -3, -6 -> mean -4.33, 95 % half-width 3.79
+    assert "| scratch | -4.3 ± 3.8 (worse) | – |" in out
+    assert "QM9" not in out  # a table none of whose rows ran is left out
+    assert os.path.getsize(tmp_path / "plots" / "ablation_scores.png") > 10_000
+
+
+def test_a_missing_results_file_is_one_line():
+    with pytest.raises(SystemExit, match="no results file"):
+        summarize.main(["/nonexistent/results.csv"])
