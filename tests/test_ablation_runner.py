@@ -113,7 +113,8 @@ def test_run_mode_runs_every_dataset_and_seed_and_counts_failures(tmp_path):
 
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "ablations",
                           "run_mode.sh")
-    env = {**os.environ, "DATASETS": "esol bbbp", "SEEDS": "1 3", "RUN_DIR": str(tmp_path)}
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])  # this python first
+    env = {**os.environ, "PATH": path, "DATASETS": "esol bbbp", "SEEDS": "1 3", "RUN_DIR": str(tmp_path)}
     done = subprocess.run(["bash", script, "blend", "4:4:2", "2d", "--dry-run", "--data", "/nonexistent"],
                           env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -119,11 +119,11 @@ def read_results(path: str) -> Dict[Tuple[str, str, str, str, str, str], Dict[in
 
 
 def scale(metric: str) -> Tuple[float, int]:
-    """Display factor and digits: ROC-AUC in %, RMSE as is, QM9 MAE (eV in the file) in meV."""
+    """Display factor and digits: ROC-AUC in %, RMSE as is, QM9 MAE (stored in meV) to 0.1 meV."""
     if metric in ("auc", "prc_auc"):
         return 100.0, 1
     if metric.startswith("mae_"):
-        return 1000.0, 1
+        return 1.0, 1
     return 1.0, 3
 
 
@@ -302,10 +302,10 @@ def plot_qm9_curves(finetune_dir: str, output: str) -> Optional[str]:
         label = f"{parts[-4].split('-moleblend_')[0]}, {parts[-5].replace('_', '+')}, {parts[-2]}"
         train, valid = read_log(log)
         axes[0, 0].plot([int(r["num_updates"]) for r in train], [float(r["loss"]) for r in train], lw=1, label=label)
-        points = [(int(r["valid_num_updates"]), float(r["valid_mae"]) * 1000) for r in valid if "valid_mae" in r]
+        points = [(int(r["valid_num_updates"]), float(r["valid_mae"])) for r in valid if "valid_mae" in r]
         if points:
             axes[0, 1].plot(*zip(*points), "o-", ms=3, label=label)
-    axes[0, 0].set_title("QM9 training loss (L1, eV)", fontsize=10)
+    axes[0, 0].set_title("QM9 training loss (L1, meV)", fontsize=10)
     axes[0, 1].set_title("QM9 valid MAE (meV, mean of gap, HOMO, LUMO)", fontsize=10)
     for ax in axes.flat:
         ax.set_xlabel("updates")
