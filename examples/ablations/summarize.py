@@ -211,6 +211,37 @@ def print_table(table: Table, scores, split: str) -> bool:
     return True
 
 
+def run_name(pretrain_run: str) -> str:
+    """A pretraining run folder's mode and ratio, e.g. moleblend_2-2-6-moleblend_small-2000u-b32-s1 -> moleblend 2:2:6."""
+    mode = os.path.basename(pretrain_run).split("-moleblend_")[0]
+    for ratio in ("_2-2-6", "_4-4-2", "_3-3-4", "_1-1-8"):
+        if mode.endswith(ratio):
+            return f"{mode[:-len(ratio)]} {ratio[1:].replace('-', ':')}"
+    return mode
+
+
+def print_pretraining(pretrain_dir: str) -> None:
+    """Each pretraining run's last validation and wall time."""
+    keys = (("valid_spd_acc", "SPD accuracy"), ("valid_edge_acc", "edge-path hop accuracy"),
+            ("valid_distance_mae", "distance MAE (Å)"), ("valid_noise_cosine", "noise cosine"))
+    runs = sorted(glob.glob(os.path.join(pretrain_dir, "*", "train.log")))
+    if not runs:
+        return
+    print("### Pretraining: the last validation (2,500 corpus molecules)\n")
+    print("| mode | updates | wall time (validations included) | " + " | ".join(label for _, label in keys) + " |")
+    print("|---" * (len(keys) + 3) + "|")
+    for log in runs:
+        train, valid = read_log(log)
+        if not train or not valid:
+            continue
+        last = valid[-1]
+        cells = [f"{float(last[key]):.3f}" if key in last else "–" for key, _ in keys]
+        minutes = float(train[-1]["wall"]) / 60
+        print(f"| {run_name(os.path.dirname(log))} | {last['valid_num_updates']} | {minutes:.1f} min | "
+              + " | ".join(cells) + " |")
+    print()
+
+
 def plot_pretraining(pretrain_dir: str, output: str) -> Optional[str]:
     """Every mode's pretraining loss terms over updates, train (lines) and valid (points)."""
     import matplotlib
@@ -225,7 +256,7 @@ def plot_pretraining(pretrain_dir: str, output: str) -> Optional[str]:
               ("distance_loss", "3D distance L1 (Å)"), ("noise_loss", "noisy-node 1 − cosine")]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     for index, log in enumerate(runs):
-        name = os.path.basename(os.path.dirname(log)).split("-moleblend_")[0].replace("_2-2-6", "")
+        name = run_name(os.path.dirname(log))
         train, valid = read_log(log)
         colour = f"C{index % 10}"
         for ax, (key, _) in zip(axes.flat, panels):
@@ -331,6 +362,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: no results file {args.results}; run_row.py writes RUN_DIR/results.csv")
 
     scores = read_results(args.results)
+    if args.pretrain_dir:
+        print_pretraining(args.pretrain_dir)
     printed = [print_table(table, scores, args.split) for table in TABLES]
     if not any(printed):
         print("no row of the study's tables in", args.results)
