@@ -72,6 +72,18 @@ def test_one_row_end_to_end_with_predicted_3d(tmp_path, capsys, monkeypatch):
     assert test["num_molecules"] == 8  # scaffold split 80/10/10 of 80 molecules
     # the same row again at the same commit is not appended twice
     assert module.append_rows(os.path.join(run_dir, "results.csv"), [dict(r) for r in rows]) == 0
+    # summarize.py reads the real run: the pretraining's last validation and the row in Table 11's layout
+    sys.path.insert(0, os.path.join(REPO, "examples", "ablations"))
+    import summarize
+
+    summarize.main([os.path.join(run_dir, "results.csv"), "--pretrain-dir", os.path.join(run_dir, "pretrain"),
+                    "--plots", str(tmp_path / "plots")])
+    out = capsys.readouterr().out
+    assert "| moleblend 2:2:6 | 4 |" in out
+    test_rmse = float(next(r["value"] for r in rows if (r["split"], r["metric"]) == ("test", "rmse")))
+    assert f"| moleblend, 2d+predicted3d | not run (paper 71.8) | not run (paper 84.3) | not run (paper 90.9) | " \
+           f"{test_rmse:.3f} (1 seed) (paper 0.874) |" in out
+    assert os.path.getsize(tmp_path / "plots" / "ablation_pretrain_curves.png") > 10_000
 
 
 def dry_run(module, capsys, *argv) -> str:

@@ -227,17 +227,17 @@ def print_pretraining(pretrain_dir: str) -> None:
     runs = sorted(glob.glob(os.path.join(pretrain_dir, "*", "train.log")))
     if not runs:
         return
-    print("### Pretraining: the last validation (2,500 corpus molecules)\n")
+    print("### Pretraining: the last validation (the corpus' valid split)\n")
     print("| mode | updates | wall time (validations included) | " + " | ".join(label for _, label in keys) + " |")
     print("|---" * (len(keys) + 3) + "|")
     for log in runs:
         train, valid = read_log(log)
-        if not train or not valid:
+        if not valid:
             continue
         last = valid[-1]
         cells = [f"{float(last[key]):.3f}" if key in last else "–" for key, _ in keys]
-        minutes = float(train[-1]["wall"]) / 60
-        print(f"| {run_name(os.path.dirname(log))} | {last['valid_num_updates']} | {minutes:.1f} min | "
+        wall = f"{float(train[-1]['wall']) / 60:.1f} min" if train else "–"
+        print(f"| {run_name(os.path.dirname(log))} | {last['valid_num_updates']} | {wall} | "
               + " | ".join(cells) + " |")
     print()
 
@@ -264,8 +264,8 @@ def plot_pretraining(pretrain_dir: str, output: str) -> Optional[str]:
             if points:
                 ax.plot(*zip(*points), color=colour, lw=1, label=name)
             checks = [(int(r["valid_num_updates"]), float(r[f"valid_{key}"])) for r in valid if f"valid_{key}" in r]
-            if checks:
-                ax.plot(*zip(*checks), "o", color=colour, ms=4)
+            if checks:  # labelled too, for a run too short to have logged a training line
+                ax.plot(*zip(*checks), "o", color=colour, ms=4, label=name)
     for ax, (_, title) in zip(axes.flat, panels):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("updates")
@@ -276,7 +276,7 @@ def plot_pretraining(pretrain_dir: str, output: str) -> Optional[str]:
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=9)
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, min(len(labels), 6)), fontsize=9)
     fig.suptitle("Pretraining on the 50,000-molecule MOSES corpus: train (lines), valid (points)")
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(output, dpi=110)
