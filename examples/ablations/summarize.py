@@ -23,6 +23,7 @@ import csv
 import glob
 import math
 import os
+import re
 import statistics
 import sys
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "pretrain"))
 
-from plot_curves import read_log  # noqa: E402
+from plot_curves import read_log  # noqa: E402  (importing it selects matplotlib's Agg backend)
+import matplotlib.pyplot as plt  # noqa: E402
 
 MOLECULENET = ("bbbp", "bace", "clintox", "esol", "freesolv", "lipophilicity")
 MAIN_METRIC = {"bbbp": "auc", "bace": "auc", "clintox": "auc", "esol": "rmse", "freesolv": "rmse",
@@ -130,8 +132,7 @@ def scale(metric: str) -> Tuple[float, int]:
 
 
 def seed_values(scores, row: Row, dataset: str, metric: str, split: str) -> Dict[int, float]:
-    ratio = row.ratio if row.mode in ("moleblend", "blend") else ""
-    values = scores.get((row.mode, ratio, dataset, row.input, split, metric), {})
+    values = scores.get((row.mode, row.ratio, dataset, row.input, split, metric), {})
     factor, _ = scale(metric)
     return {seed: value * factor for seed, value in values.items()}
 
@@ -217,10 +218,8 @@ def print_table(table: Table, scores, split: str) -> bool:
 def run_name(pretrain_run: str) -> str:
     """A pretraining run folder's mode and ratio, e.g. moleblend_2-2-6-moleblend_small-2000u-b32-s1 -> moleblend 2:2:6."""
     mode = os.path.basename(pretrain_run).split("-moleblend_")[0]
-    for ratio in ("_2-2-6", "_4-4-2", "_3-3-4", "_1-1-8"):
-        if mode.endswith(ratio):
-            return f"{mode[:-len(ratio)]} {ratio[1:].replace('-', ':')}"
-    return mode
+    ratio = re.search(r"_(\d+)-(\d+)-(\d+)$", mode)  # run_row.ratio_tag's form
+    return f"{mode[:ratio.start()]} {':'.join(ratio.groups())}" if ratio else mode
 
 
 def print_pretraining(pretrain_dir: str) -> None:
@@ -247,11 +246,6 @@ def print_pretraining(pretrain_dir: str) -> None:
 
 def plot_pretraining(pretrain_dir: str, output: str) -> Optional[str]:
     """Every mode's pretraining loss terms over updates, train (lines) and valid (points)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     runs = sorted(glob.glob(os.path.join(pretrain_dir, "*", "train.log")))
     if not runs:
         return None
@@ -289,11 +283,6 @@ def plot_pretraining(pretrain_dir: str, output: str) -> Optional[str]:
 
 def plot_scores(scores, split: str, output: str) -> Optional[str]:
     """Each seed's score per dataset and row (rows of Tables 3, 4, 7 and 11 that ran)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows: List[Row] = []
     for table in TABLES[:4]:
         rows += [row for row in table.rows if row not in rows]
@@ -322,18 +311,13 @@ def plot_scores(scores, split: str, output: str) -> Optional[str]:
 
 def plot_qm9_curves(finetune_dir: str, output: str) -> Optional[str]:
     """Training and valid MAE of the QM9 fine-tunings over updates, one line per row and seed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     logs = sorted(glob.glob(os.path.join(finetune_dir, "qm9", "*", "*", "*", "seed*", "train.log")))
     if not logs:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
     for log in logs:
         parts = log.split(os.sep)
-        label = f"{parts[-4].split('-moleblend_')[0]}, {parts[-5].replace('_', '+')}, {parts[-2]}"
+        label = f"{run_name(parts[-4])}, {parts[-5].replace('_', '+')}, {parts[-2]}"
         train, valid = read_log(log)
         axes[0, 0].plot([int(r["num_updates"]) for r in train], [float(r["loss"]) for r in train], lw=1, label=label)
         points = [(int(r["valid_num_updates"]), float(r["valid_mae"])) for r in valid if "valid_mae" in r]
