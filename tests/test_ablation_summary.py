@@ -67,3 +67,31 @@ def test_tables_and_plots_from_a_results_file(tmp_path, capsys):
 def test_a_missing_results_file_is_one_line():
     with pytest.raises(SystemExit, match="no results file"):
         summarize.main(["/nonexistent/results.csv"])
+
+
+def write_finetune_log(path, train_mae, valid_mae, done=True):
+    """A fairseq json log as a QM9 fine-tuning writes it: training lines every 25 updates, validations."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("{'_name': None, 'common': {}}\n")  # the configuration dump, a Python dict
+        for update, mae in train_mae.items():
+            f.write(f'{{"epoch": 1, "update": 0.1, "loss": "0.5", "mae": "{mae}", "num_updates": "{update}"}}\n')
+        for update, mae in valid_mae.items():
+            f.write(f'{{"epoch": 1, "valid_loss": "0.5", "valid_mae": "{mae}", "valid_num_updates": "{update}"}}\n')
+        if done:
+            f.write("done training in 90.0 seconds\n")
+
+
+def test_qm9_curves_average_finished_seeds_only(tmp_path):
+    run = tmp_path / "qm9" / "3d" / "noisy_node-moleblend_small-2000u-b32-s1-e1" / "pretrained"
+    write_finetune_log(str(run / "seed1" / "train.log"), {25: 500.0, 50: 400.0}, {100: 300.0})
+    write_finetune_log(str(run / "seed2" / "train.log"), {25: 600.0, 50: 420.0, 75: 390.0}, {100: 320.0})
+    write_finetune_log(str(run / "seed3" / "train.log"), {25: 9999.0}, {}, done=False)  # still training
+    groups = summarize.finished_logs(str(tmp_path), "qm9")
+    assert list(groups) == [("noisy_node", "3d")] and len(groups["noisy_node", "3d"]) == 2
+    # the mean at the updates both seeds logged
+    assert summarize.mean_curve([{25: 500.0, 50: 400.0}, {25: 600.0, 50: 420.0, 75: 390.0}]) == \
+        ([25, 50], [550.0, 410.0])
+    output = tmp_path / "curves.png"
+    assert summarize.plot_qm9_curves(str(tmp_path), str(output)) == str(output)
+    assert os.path.getsize(output) > 10_000

@@ -14,7 +14,8 @@ A row rerun at a later commit replaces the earlier one (the newest date wins). R
 shown in %, RMSE as is, QM9 MAE in meV. `--plots DIR` also writes
 DIR/ablation_pretrain_curves.png (every mode's loss terms over updates),
 DIR/ablation_scores.png (each seed's test score per dataset and row) and, where QM9 rows
-ran, DIR/ablation_qm9_curves.png (their fine-tuning curves).
+ran, DIR/ablation_qm9_curves.png (their fine-tuning curves: training and valid MAE, the mean over
+the finished seeds of each mode and input).
 """
 from __future__ import annotations
 
@@ -309,26 +310,48 @@ def plot_scores(scores, split: str, output: str) -> Optional[str]:
     return output
 
 
-def plot_qm9_curves(finetune_dir: str, output: str) -> Optional[str]:
-    """Training and valid MAE of the QM9 fine-tunings over updates, one line per row and seed."""
-    logs = sorted(glob.glob(os.path.join(finetune_dir, "qm9", "*", "*", "*", "seed*", "train.log")))
-    if not logs:
-        return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
-    for log in logs:
+def finished_logs(finetune_dir: str, dataset: str) -> Dict[Tuple[str, str], List[str]]:
+    """{(run name, input): train.log of each finished seed}; a run still training is left out."""
+    groups: Dict[Tuple[str, str], List[str]] = {}
+    for log in sorted(glob.glob(os.path.join(finetune_dir, dataset, "*", "*", "*", "seed*", "train.log"))):
+        with open(log, encoding="utf-8") as f:
+            if "done training" not in f.read():
+                continue
         parts = log.split(os.sep)
-        label = f"{run_name(parts[-4])}, {parts[-5].replace('_', '+')}, {parts[-2]}"
-        train, valid = read_log(log)
-        axes[0, 0].plot([int(r["num_updates"]) for r in train], [float(r["loss"]) for r in train], lw=1, label=label)
-        points = [(int(r["valid_num_updates"]), float(r["valid_mae"])) for r in valid if "valid_mae" in r]
-        if points:
-            axes[0, 1].plot(*zip(*points), "o-", ms=3, label=label)
-    axes[0, 0].set_title("QM9 training loss (L1, meV)", fontsize=10)
-    axes[0, 1].set_title("QM9 valid MAE (meV, mean of gap, HOMO, LUMO)", fontsize=10)
+        groups.setdefault((run_name(parts[-4]), parts[-5].replace("_", "+")), []).append(log)
+    return groups
+
+
+def mean_curve(curves: List[Dict[int, float]]) -> Tuple[List[int], List[float]]:
+    """The mean over seeds at each update that every seed logged."""
+    updates = sorted(set.intersection(*(set(c) for c in curves)))
+    return updates, [statistics.mean(c[u] for c in curves) for u in updates]
+
+
+def plot_qm9_curves(finetune_dir: str, output: str) -> Optional[str]:
+    """Training and valid MAE of the QM9 fine-tunings over updates: per mode and input, the mean over seeds."""
+    groups = finished_logs(finetune_dir, "qm9")
+    if not groups:
+        return None
+    modes = sorted({name for name, _ in groups})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), squeeze=False)
+    for (name, modality), logs in sorted(groups.items()):
+        train_curves, valid_curves = [], []
+        for log in logs:
+            train, valid = read_log(log)
+            train_curves.append({int(r["num_updates"]): float(r["mae"]) for r in train if "mae" in r})
+            valid_curves.append({int(r["valid_num_updates"]): float(r["valid_mae"]) for r in valid if "valid_mae" in r})
+        style = dict(color=f"C{modes.index(name)}", ls="-" if modality == "3d" else "--",
+                     label=f"{name}, {modality} ({len(logs)} seed{'s' if len(logs) > 1 else ''})")
+        axes[0, 0].plot(*mean_curve(train_curves), lw=1.3, **style)
+        axes[0, 1].plot(*mean_curve(valid_curves), marker="o", ms=3, **style)
+    axes[0, 0].set_title("QM9 training MAE (meV, mean of gap, HOMO, LUMO; last 25 updates)", fontsize=10)
+    axes[0, 1].set_title("QM9 valid MAE (meV, 40 valid batches)", fontsize=10)
     for ax in axes.flat:
         ax.set_xlabel("updates")
         ax.grid(alpha=0.3)
-    axes[0, 1].legend(fontsize=7)
+    axes[0, 1].legend(fontsize=8)
+    fig.suptitle("QM9 fine-tuning from each pretraining: mean over seeds")
     fig.tight_layout()
     fig.savefig(output, dpi=110)
     plt.close(fig)
