@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Every MoleculeNet row of one mode: run_row.py for each dataset and seed, in turn, on one
+# Every row of one mode and input (by default the MoleculeNet ones): run_row.py for each dataset and seed, in turn, on one
 # thread (two modes side by side on a 2-core machine finish sooner than one on two threads).
 # A failed row is reported and the others go on; the exit status counts the failures.
 #
 #   usage: bash examples/ablations/run_mode.sh MODE [RATIO] [INPUT] [RUN_ROW_FLAGS...]
 #   MODE: moleblend, blend, noisy_node, mask_spd, mask_edge, mask_3d or scratch
-#   RATIO: SPD:edge:3D of moleblend / blend ("" or 2:2:6 by default); INPUT: 2d (default) or 2d+predicted3d
+#   RATIO: SPD:edge:3D of moleblend / blend ("" or 2:2:6 by default)
+#   INPUT: 2d (default) or 2d+predicted3d; with DATASETS=qm9, 3d or 2d+3d
 #   RUN_ROW_FLAGS: passed on to each run_row.py (e.g. --dry-run, --arch, --pretrain-updates)
 #   environment: RUN_DIR (default runs/ablations), MOLEBLEND_DATA (datasets folder),
 #                DATASETS (default: the six MoleculeNet sets), SEEDS (default 1 2 3),
