@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every row of one mode and input (by default the MoleculeNet ones): run_row.py for each dataset and seed, in turn, on one
-# thread (two modes side by side on a 2-core machine finish sooner than one on two threads).
+# Every row of one mode and input (by default the MoleculeNet ones): run_row.py for each
+# dataset and seed, in turn, on one thread (two modes side by side on a 2-core machine
+# finish sooner than one on two threads).
 # A failed row is reported and the others go on; the exit status counts the failures.
 #
 #   usage: bash examples/ablations/run_mode.sh MODE [RATIO] [INPUT] [RUN_ROW_FLAGS...]
