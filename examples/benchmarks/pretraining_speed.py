@@ -216,8 +216,12 @@ def main():
         print(f"  large-matmul throughput        {peak / 1e9:8.1f} GFLOP/s (2048 x 2048 fp32, same threads; "
               f"fastest of {', '.join(f'{p / 1e9:.0f}' for p in peaks)})")
         print(f"  pretraining throughput         {batch_size / seconds:8.1f} molecules/s  (step {seconds * 1e3:.0f} ms)")
+        # Four measurements of the same fp32 step in this run (alone, and as the first model of
+        # each pair): their spread is the run's own noise on the FLOP fraction.
+        fractions = sorted(flops / s / peak for s in (seconds, fast, fp32_in_turn, blend))
         print(f"  achieved / large-matmul FLOP/s {flops / seconds / peak:8.2f}  ({flops / seconds / 1e9:.1f} GFLOP/s, "
-              f"{flops / 1e9:.1f} GFLOP per step)")
+              f"{flops / 1e9:.1f} GFLOP per step; {fractions[0]:.2f} to {fractions[-1]:.2f} over the run's "
+              f"{len(fractions)} fp32 step measurements)")
         print(f"  materialized / factorized heads step time     {materialized / seconds:6.2f}")
         print(f"  reference / fast encoder forms step time      {reference / fast:6.2f}  (passes in turn)")
         print(f"  bf16 autocast / fp32 step time                {bf16_in_turn / fp32_in_turn:6.2f}  (passes in turn; "
