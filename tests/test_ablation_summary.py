@@ -82,16 +82,25 @@ def write_finetune_log(path, train_mae, valid_mae, done=True):
             f.write("done training in 90.0 seconds\n")
 
 
-def test_qm9_curves_average_finished_seeds_only(tmp_path):
-    run = tmp_path / "qm9" / "3d" / "noisy_node-moleblend_small-2000u-b32-s1-e1" / "pretrained"
-    write_finetune_log(str(run / "seed1" / "train.log"), {25: 500.0, 50: 400.0}, {100: 300.0})
-    write_finetune_log(str(run / "seed2" / "train.log"), {25: 600.0, 50: 420.0, 75: 390.0}, {100: 320.0})
-    write_finetune_log(str(run / "seed3" / "train.log"), {25: 9999.0}, {}, done=False)  # still training
-    groups = summarize.finished_logs(str(tmp_path), "qm9")
-    assert list(groups) == [("noisy_node", "3d")] and len(groups["noisy_node", "3d"]) == 2
+def test_qm9_curves_average_finished_seeds_only_and_pair_by_seed(tmp_path, capsys):
+    qm9 = tmp_path / "qm9" / "3d"
+    noisy = qm9 / "noisy_node-moleblend_small-2000u-b32-s1-e1" / "pretrained"
+    blended = qm9 / "moleblend_2-2-6-moleblend_small-2000u-b32-s1-e1" / "pretrained"
+    write_finetune_log(str(noisy / "seed1" / "train.log"), {25: 500.0, 50: 400.0}, {100: 300.0})
+    write_finetune_log(str(noisy / "seed2" / "train.log"), {25: 600.0, 50: 420.0, 75: 390.0}, {100: 320.0})
+    write_finetune_log(str(noisy / "seed3" / "train.log"), {25: 9999.0}, {100: 1.0}, done=False)  # still training
+    write_finetune_log(str(blended / "seed1" / "train.log"), {25: 700.0}, {100: 310.0})
+    write_finetune_log(str(blended / "seed2" / "train.log"), {25: 700.0}, {100: 340.0})
+    curves = summarize.qm9_curves(str(tmp_path))
+    assert sorted(curves) == [("moleblend 2:2:6", "3d"), ("noisy_node", "3d")]
+    assert sorted(curves["noisy_node", "3d"][1]) == [1, 2]  # seed 3 is left out
     # the mean at the updates both seeds logged
-    assert summarize.mean_curve([{25: 500.0, 50: 400.0}, {25: 600.0, 50: 420.0, 75: 390.0}]) == \
-        ([25, 50], [550.0, 410.0])
+    assert summarize.mean_curve(list(curves["noisy_node", "3d"][0].values())) == ([25, 50], [550.0, 410.0])
+    summarize.print_qm9_curves(str(tmp_path))
+    out = capsys.readouterr().out
+    assert "| noisy_node, 3d | 310.0 ± 14.1 (2 seeds) |" in out
+    # paired by seed: 300 - 310 and 320 - 340, mean -15, sd 7.07, 95 % half-width 12.706 * 7.07 / sqrt 2 = 63.5
+    assert "| noisy_node, 3d | -15.0 ± 63.5 (noise) [2] |" in out
     output = tmp_path / "curves.png"
     assert summarize.plot_qm9_curves(str(tmp_path), str(output)) == str(output)
     assert os.path.getsize(output) > 10_000

@@ -3,19 +3,21 @@
     python examples/ablations/summarize.py runs/ablations/results.csv \
         --pretrain-dir runs/ablations/pretrain --plots docs/images
 
-Prints Markdown: for each of the paper's ablation tables (3, 4, 5, 7, 11; QM9 per input) the test score of
-every row that ran (mean ± sample standard deviation over its seeds) beside the paper's
-figure, then each row's paired difference with `moleblend` (the same fine-tuning seed on
-both sides): the mean difference ± the half-width of its 95 % t interval. A difference is
-marked "larger than the noise" only where that interval excludes zero; with three seeds
-the interval is wide (t = 4.30), so most differences at this budget are not.
+Prints Markdown: for each of the paper's ablation tables (3, 4, 5, 7, 11; QM9 per input)
+the test score of every row that ran (mean ± sample standard deviation over its seeds)
+beside the paper's figure, then each row's paired difference with `moleblend` (the same
+fine-tuning seed on both sides): the mean difference ± the half-width of its 95 % t
+interval. A difference is marked "larger than the noise" only where that interval
+excludes zero; with three seeds the interval is wide (t = 4.30), so most differences at
+this budget are not. With `--finetune-dir`, also the QM9 fine-tunings' valid MAE at each
+validation (appendix D.1's early convergence), with the same paired differences.
 
 A row rerun at a later commit replaces the earlier one (the newest date wins). ROC-AUC is
 shown in %, RMSE as is, QM9 MAE in meV. `--plots DIR` also writes
 DIR/ablation_pretrain_curves.png (every mode's loss terms over updates),
 DIR/ablation_scores.png (each seed's test score per dataset and row) and, where QM9 rows
-ran, DIR/ablation_qm9_curves.png (their fine-tuning curves: training and valid MAE, the mean over
-the finished seeds of each mode and input).
+ran, DIR/ablation_qm9_curves.png (their training and valid MAE, the mean over the finished
+seeds of each mode and input).
 """
 from __future__ import annotations
 
@@ -336,23 +338,62 @@ def mean_curve(curves: List[Dict[int, float]]) -> Tuple[List[int], List[float]]:
     return updates, [statistics.mean(c[u] for c in curves) for u in updates]
 
 
+Curve = Dict[int, float]  # update -> MAE (meV)
+
+
+def qm9_curves(finetune_dir: str) -> Dict[Tuple[str, str], Tuple[Dict[int, Curve], Dict[int, Curve]]]:
+    """{(run name, input): ({seed: training MAE curve}, {seed: valid MAE curve})}, finished runs only."""
+    curves = {}
+    for group, logs in sorted(finished_logs(finetune_dir, "qm9").items()):
+        train_curves, valid_curves = {}, {}
+        for log in logs:
+            seed = int(os.path.basename(os.path.dirname(log))[len("seed"):])
+            train, valid = read_log(log)
+            train_curves[seed] = {int(r["num_updates"]): float(r["mae"]) for r in train if "mae" in r}
+            valid_curves[seed] = {int(r["valid_num_updates"]): float(r["valid_mae"]) for r in valid
+                                  if "valid_mae" in r}
+        curves[group] = (train_curves, valid_curves)
+    return curves
+
+
+def print_qm9_curves(finetune_dir: str) -> None:
+    """Valid MAE at each validation of the QM9 fine-tunings (appendix D.1's early convergence)."""
+    curves = qm9_curves(finetune_dir)
+    if not curves:
+        return
+    updates = sorted(set.intersection(*(set(c) for _, valid in curves.values() for c in valid.values())))
+    print("### QM9 valid MAE during fine-tuning (appendix D.1: does noisy_node converge faster early?)\n")
+    print("Valid MAE (meV, mean of gap, HOMO, LUMO over 40 valid batches) at each validation, mean ± sd over "
+          "seeds; paired differences with moleblend of the same input below.\n")
+    header = " | ".join(f"update {u}" for u in updates)
+    print(f"| row | {header} |\n" + "|---" * (len(updates) + 1) + "|")
+    for (name, modality), (_, valid) in curves.items():
+        cells = [mean_std([c[u] for c in valid.values()], 1) for u in updates]
+        print(f"| {name}, {modality} | " + " | ".join(cells) + " |")
+    print(f"\n| row − moleblend 2:2:6 of the same input | {header} |\n" + "|---" * (len(updates) + 1) + "|")
+    for (name, modality), (_, valid) in curves.items():
+        reference = curves.get(("moleblend 2:2:6", modality))
+        if name == "moleblend 2:2:6" or reference is None:
+            continue
+        cells = [paired_difference({seed: c[u] for seed, c in valid.items()},
+                                   {seed: c[u] for seed, c in reference[1].items()}, "mae_gap", 1)
+                 for u in updates]
+        print(f"| {name}, {modality} | " + " | ".join(cells) + " |")
+    print()
+
+
 def plot_qm9_curves(finetune_dir: str, output: str) -> Optional[str]:
     """Training and valid MAE of the QM9 fine-tunings over updates: per mode and input, the mean over seeds."""
-    groups = finished_logs(finetune_dir, "qm9")
-    if not groups:
+    curves = qm9_curves(finetune_dir)
+    if not curves:
         return None
-    modes = sorted({name for name, _ in groups})
+    modes = sorted({name for name, _ in curves})
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), squeeze=False)
-    for (name, modality), logs in sorted(groups.items()):
-        train_curves, valid_curves = [], []
-        for log in logs:
-            train, valid = read_log(log)
-            train_curves.append({int(r["num_updates"]): float(r["mae"]) for r in train if "mae" in r})
-            valid_curves.append({int(r["valid_num_updates"]): float(r["valid_mae"]) for r in valid if "valid_mae" in r})
+    for (name, modality), (train_curves, valid_curves) in curves.items():
         style = dict(color=f"C{modes.index(name)}", ls="-" if modality == "3d" else "--",
-                     label=f"{name}, {modality} ({len(logs)} seed{'s' if len(logs) > 1 else ''})")
-        axes[0, 0].plot(*mean_curve(train_curves), lw=1.3, **style)
-        axes[0, 1].plot(*mean_curve(valid_curves), marker="o", ms=3, **style)
+                     label=f"{name}, {modality} ({len(train_curves)} seed{'s' if len(train_curves) > 1 else ''})")
+        axes[0, 0].plot(*mean_curve(list(train_curves.values())), lw=1.3, **style)
+        axes[0, 1].plot(*mean_curve(list(valid_curves.values())), marker="o", ms=3, **style)
     axes[0, 0].set_title("QM9 training MAE (meV, mean of gap, HOMO, LUMO; last 25 updates)", fontsize=10)
     axes[0, 1].set_title("QM9 valid MAE (meV, 40 valid batches)", fontsize=10)
     for ax in axes.flat:
@@ -373,7 +414,7 @@ def main(argv=None) -> int:
     parser.add_argument("--split", default="test", choices=["test", "valid"],
                         help="split of the tables (default test; the checkpoint is always the best on valid)")
     parser.add_argument("--pretrain-dir", default="", help="RUN_DIR/pretrain, for the pretraining curves")
-    parser.add_argument("--finetune-dir", default="", help="RUN_DIR/finetune, for the QM9 curves")
+    parser.add_argument("--finetune-dir", default="", help="RUN_DIR/finetune, for the QM9 curves and their table")
     parser.add_argument("--plots", default="", help="folder to write the PNG plots to")
     args = parser.parse_args(argv)
     if not os.path.exists(args.results):
@@ -385,6 +426,8 @@ def main(argv=None) -> int:
     printed = [print_table(table, scores, args.split) for table in TABLES]
     if not any(printed):
         print("no row of the study's tables in", args.results)
+    if args.finetune_dir:
+        print_qm9_curves(args.finetune_dir)
     if args.plots:
         os.makedirs(args.plots, exist_ok=True)
         written = [plot_scores(scores, args.split, os.path.join(args.plots, "ablation_scores.png"))]
