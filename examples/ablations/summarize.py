@@ -185,7 +185,8 @@ def metric_label(dataset: str, metric: str) -> str:
     if metric == "auc":
         return f"{dataset} ROC-AUC %"
     if metric.startswith("mae_"):
-        return f"{metric[4:].upper()} MAE meV"
+        target = metric[4:]
+        return f"{target if target == 'gap' else target.upper()} MAE meV"
     return f"{dataset} {metric.upper()}"
 
 
