@@ -105,7 +105,7 @@ def main():
           f"batches of {batch_size}; epochs {', '.join(f'{r:.0f}' for r in before + after)})")
     print(f"  collation alone: {collation:.0f} molecules/s")
     print(f"{ARCH} pretraining step: {model:.1f} molecules/s (batch {batch_size}: forward, losses, backward, "
-          f"Adam; median step {seconds * 1e3:.0f} ms)")
+          f"Adam; mean step over the batches {seconds * 1e3:.0f} ms)")
     print(f"loader per worker / model step: {loader / model:.0f}x")
 
 

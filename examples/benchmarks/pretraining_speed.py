@@ -108,11 +108,13 @@ class _Autocast(_Model):
 
 
 def step_seconds(model, data, repeats, versus=None):
-    """Median step time of `model`; with `versus`, also that of a second model, the two
-    taking turns pass by pass (a pass steps through all batches), so that both see the
-    same machine. Turns of whole passes, not of single steps: a model stepped right after
-    another inherits that one's allocator state (freed blocks of other sizes), which a
-    training run never does."""
+    """Mean step time of `model` over the batches, each batch's time the median of its
+    `repeats` passes; with `versus`, also that of a second model, the two taking turns
+    pass by pass (a pass steps through all batches), so that both see the same machine.
+    Turns of whole passes, not of single steps: a model stepped right after another
+    inherits that one's allocator state (freed blocks of other sizes), which a training
+    run never does. A mean over the batches, which hold molecules of different sizes, so
+    that it matches the mean FLOPs of `step_flops` over the same batches."""
     criterion = PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
     models = [model] + ([versus] if versus is not None else [])
     optimizers = [torch.optim.Adam(m.parameters(), lr=1e-5) for m in models]
@@ -124,16 +126,16 @@ def step_seconds(model, data, repeats, versus=None):
         loss.backward()
         optimizer.step()
 
-    times = [[] for _ in models]
+    times = [[[] for _ in data] for _ in models]  # [model][batch] -> seconds of each pass
     for _ in range(repeats):
         for k, (m, optimizer) in enumerate(zip(models, optimizers)):
             step(m, optimizer, data[0])  # warm-up of this turn
-            for batch in data:
+            for b, batch in enumerate(data):
                 start = time.perf_counter()
                 step(m, optimizer, batch)
-                times[k].append(time.perf_counter() - start)
-    medians = [statistics.median(t) for t in times]
-    return medians if versus is not None else medians[0]
+                times[k][b].append(time.perf_counter() - start)
+    means = [statistics.mean(statistics.median(t) for t in per_batch) for per_batch in times]
+    return means if versus is not None else means[0]
 
 
 def loss_terms(model, batch, autocast):
@@ -145,12 +147,17 @@ def loss_terms(model, batch, autocast):
     return {name: float(value) for name, value in terms.items()}
 
 
-def step_flops(model, batch):
+def step_flops(model, data):
+    """FLOPs of one step (forward, losses, backward) on each batch, by torch's FlopCounterMode."""
     criterion = PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
-    with FlopCounterMode(display=False) as counter:
-        loss, _, _ = criterion(model, {"net_input": {"batch": batch}, "nsentences": 0, "ntokens": 0})
-        loss.backward()
-    return counter.get_total_flops()
+    flops = []
+    for batch in data:
+        with FlopCounterMode(display=False) as counter:
+            loss, _, _ = criterion(model, {"net_input": {"batch": batch}, "nsentences": 0, "ntokens": 0})
+            loss.backward()
+        model.zero_grad()
+        flops.append(counter.get_total_flops())
+    return flops
 
 
 def matmul_flops_per_second(size=2048, repeats=10):
@@ -199,7 +206,8 @@ def main():
         peaks = [matmul_flops_per_second()]
         seconds = step_seconds(model, data, args.repeats)
         peaks.append(matmul_flops_per_second())
-        flops = step_flops(model, data[0])
+        batch_flops = step_flops(model, data)
+        flops = statistics.mean(batch_flops)
         with materialized_heads():
             materialized = step_seconds(model, data, args.repeats)
         fast, reference = step_seconds(build(overrides), data, args.repeats,
@@ -220,8 +228,12 @@ def main():
         # each pair): their spread is the run's own noise on the FLOP fraction.
         fractions = sorted(flops / s / peak for s in (seconds, fast, fp32_in_turn, blend))
         print(f"  achieved / large-matmul FLOP/s {flops / seconds / peak:8.2f}  ({flops / seconds / 1e9:.1f} GFLOP/s, "
-              f"{flops / 1e9:.1f} GFLOP per step; {fractions[0]:.2f} to {fractions[-1]:.2f} over the run's "
-              f"{len(fractions)} fp32 step measurements)")
+              f"{flops / 1e9:.1f} GFLOP per step on average; {fractions[0]:.2f} to {fractions[-1]:.2f} over the "
+              f"run's {len(fractions)} fp32 step measurements)")
+        # Until 2026-12-04 the fraction divided the FLOPs of the first batch, which holds the
+        # smallest molecules, by the median step time over all batches; in that form, with
+        # this run's mean step time in the median's place:
+        print(f"    in the earlier form (smallest batch's FLOPs)  {batch_flops[0] / seconds / peak:6.2f}")
         print(f"  materialized / factorized heads step time     {materialized / seconds:6.2f}")
         print(f"  reference / fast encoder forms step time      {reference / fast:6.2f}  (passes in turn)")
         print(f"  bf16 autocast / fp32 step time                {bf16_in_turn / fp32_in_turn:6.2f}  (passes in turn; "
