@@ -83,24 +83,44 @@ def write_finetune_log(path, train_mae, valid_mae, done=True):
 
 
 def test_qm9_curves_average_finished_seeds_only_and_pair_by_seed(tmp_path, capsys):
-    qm9 = tmp_path / "qm9" / "3d"
-    noisy = qm9 / "noisy_node-moleblend_small-2000u-b32-s1-e1" / "pretrained"
-    blended = qm9 / "moleblend_2-2-6-moleblend_small-2000u-b32-s1-e1" / "pretrained"
-    write_finetune_log(str(noisy / "seed1" / "train.log"), {25: 500.0, 50: 400.0}, {100: 300.0})
+    qm9 = tmp_path / "qm9"
+    noisy = qm9 / "3d" / "noisy_node-moleblend_small-2000u-b32-s1-e1" / "pretrained"
+    blended = qm9 / "3d" / "moleblend_2-2-6-moleblend_small-2000u-b32-s1-e1" / "pretrained"
+    blended_2d3d = qm9 / "2d_3d" / "moleblend_2-2-6-moleblend_small-2000u-b32-s1-e1" / "pretrained"
+    write_finetune_log(str(noisy / "seed1" / "train.log"), {25: 500.0, 50: 400.0}, {100: 300.0, 200: 250.0})
     write_finetune_log(str(noisy / "seed2" / "train.log"), {25: 600.0, 50: 420.0, 75: 390.0}, {100: 320.0})
     write_finetune_log(str(noisy / "seed3" / "train.log"), {25: 9999.0}, {100: 1.0}, done=False)  # still training
-    write_finetune_log(str(blended / "seed1" / "train.log"), {25: 700.0}, {100: 310.0})
-    write_finetune_log(str(blended / "seed2" / "train.log"), {25: 700.0}, {100: 340.0})
+    # moleblend's seeds 2 and 3: only seed 2 pairs with noisy_node's
+    write_finetune_log(str(blended / "seed2" / "train.log"), {25: 700.0}, {100: 340.0, 200: 280.0})
+    write_finetune_log(str(blended / "seed3" / "train.log"), {25: 700.0}, {100: 100.0})
+    write_finetune_log(str(blended_2d3d / "seed2" / "train.log"), {25: 700.0}, {100: 999.0})  # another input
     curves = summarize.qm9_curves(str(tmp_path))
-    assert sorted(curves) == [("moleblend 2:2:6", "3d"), ("noisy_node", "3d")]
+    assert sorted(curves) == [("moleblend 2:2:6", "2d+3d"), ("moleblend 2:2:6", "3d"), ("noisy_node", "3d")]
     assert sorted(curves["noisy_node", "3d"][1]) == [1, 2]  # seed 3 is left out
     # the mean at the updates both seeds logged
     assert summarize.mean_curve(list(curves["noisy_node", "3d"][0].values())) == ([25, 50], [550.0, 410.0])
     summarize.print_qm9_curves(str(tmp_path))
     out = capsys.readouterr().out
-    assert "| noisy_node, 3d | 310.0 ± 14.1 (2 seeds) |" in out
-    # paired by seed: 300 - 310 and 320 - 340, mean -15, sd 7.07, 95 % half-width 12.706 * 7.07 / sqrt 2 = 63.5
-    assert "| noisy_node, 3d | -15.0 ± 63.5 (noise) [2] |" in out
+    # every validation update is a column; a row without it shows the seeds that have it
+    assert "| row | update 100 | update 200 |" in out
+    assert "| noisy_node, 3d | 310.0 ± 14.1 (2 seeds) | 250.0 (1 seed) |" in out
+    # paired by seed number, with moleblend of the same input: seed 2 only, 320 - 340 and (update 200) none
+    assert "| noisy_node, 3d | -20.0 (1 seed) | – |" in out
+    assert "| moleblend 2:2:6, 3d | -" not in out.split("Paired difference")[1]  # the reference is no row
+
+
+def test_qm9_curves_refuse_two_budgets_of_one_mode(tmp_path):
+    for tag in ("noisy_node-moleblend_small-2000u-b32-s1-e1", "noisy_node-moleblend_small-4000u-b32-s1-e1"):
+        write_finetune_log(str(tmp_path / "qm9" / "3d" / tag / "pretrained" / "seed1" / "train.log"),
+                           {25: 500.0}, {100: 300.0})
+    with pytest.raises(SystemExit, match="two budgets"):
+        summarize.qm9_curves(str(tmp_path))
+
+
+def test_qm9_curve_plot_is_written(tmp_path):
+    run = tmp_path / "qm9" / "3d" / "noisy_node-moleblend_small-2000u-b32-s1-e1" / "pretrained"
+    write_finetune_log(str(run / "seed1" / "train.log"), {25: 500.0, 50: 400.0}, {100: 300.0})
     output = tmp_path / "curves.png"
     assert summarize.plot_qm9_curves(str(tmp_path), str(output)) == str(output)
     assert os.path.getsize(output) > 10_000
+    assert summarize.plot_qm9_curves(str(tmp_path / "empty"), str(output)) is None

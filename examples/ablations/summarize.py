@@ -322,14 +322,21 @@ def plot_scores(scores, split: str, output: str) -> Optional[str]:
 
 
 def finished_logs(finetune_dir: str, dataset: str) -> Dict[Tuple[str, str], List[str]]:
-    """{(run name, input): train.log of each finished seed}; a run still training is left out."""
+    """{(run name, input): train.log of each finished seed}; a run still training is left out.
+    Runs of one mode under different budgets (pretraining updates, batch, seed, fine-tuning
+    epochs) would mix in one group: refused in one line."""
     groups: Dict[Tuple[str, str], List[str]] = {}
+    tags: Dict[Tuple[str, str], str] = {}
     for log in sorted(glob.glob(os.path.join(finetune_dir, dataset, "*", "*", "*", "seed*", "train.log"))):
         with open(log, encoding="utf-8") as f:
             if "done training" not in f.read():
                 continue
         parts = log.split(os.sep)
-        groups.setdefault((run_name(parts[-4]), parts[-5].replace("_", "+")), []).append(log)
+        group = (run_name(parts[-4]), parts[-5].replace("_", "+"))
+        if tags.setdefault(group, parts[-4]) != parts[-4]:
+            raise SystemExit(f"error: {finetune_dir} holds {dataset} runs of {group[0]} with {group[1]} input under "
+                             f"two budgets ({tags[group]}, {parts[-4]}); pass a folder with one of them")
+        groups.setdefault(group, []).append(log)
     return groups
 
 
@@ -362,24 +369,34 @@ def print_qm9_curves(finetune_dir: str) -> None:
     curves = qm9_curves(finetune_dir)
     if not curves:
         return
-    updates = sorted(set.intersection(*(set(c) for _, valid in curves.values() for c in valid.values())))
-    print("### QM9 valid MAE during fine-tuning (appendix D.1: does noisy_node converge faster early?)\n")
-    print("Valid MAE (meV, mean of gap, HOMO, LUMO over 40 valid batches) at each validation, mean ± sd over "
-          "seeds; paired differences with moleblend of the same input below.\n")
+    updates = sorted(set().union(*(set(c) for _, valid in curves.values() for c in valid.values())))
+    if not updates:
+        print("no validation in the finished QM9 fine-tuning logs")
+        return
+
+    def at(valid: Dict[int, Curve], update: int) -> Dict[int, float]:
+        return {seed: c[update] for seed, c in valid.items() if update in c}
+
     header = " | ".join(f"update {u}" for u in updates)
-    print(f"| row | {header} |\n" + "|---" * (len(updates) + 1) + "|")
+    rule = "|---" * (len(updates) + 1) + "|"
+    print("### QM9 valid MAE during fine-tuning (appendix D.1: does noisy_node converge faster early?)\n")
+    print("Valid MAE (meV, mean of gap, HOMO, LUMO over the validation's batches) at each validation, "
+          "mean ± sample sd over seeds:\n")
+    print(f"| row | {header} |\n{rule}")
     for (name, modality), (_, valid) in curves.items():
-        cells = [mean_std([c[u] for c in valid.values()], 1) for u in updates]
+        cells = [mean_std(list(at(valid, u).values()), 1) if at(valid, u) else "–" for u in updates]
         print(f"| {name}, {modality} | " + " | ".join(cells) + " |")
-    print(f"\n| row − moleblend 2:2:6 of the same input | {header} |\n" + "|---" * (len(updates) + 1) + "|")
+    differences = []
     for (name, modality), (_, valid) in curves.items():
         reference = curves.get(("moleblend 2:2:6", modality))
-        if name == "moleblend 2:2:6" or reference is None:
-            continue
-        cells = [paired_difference({seed: c[u] for seed, c in valid.items()},
-                                   {seed: c[u] for seed, c in reference[1].items()}, "mae_gap", 1)
-                 for u in updates]
-        print(f"| {name}, {modality} | " + " | ".join(cells) + " |")
+        if name != "moleblend 2:2:6" and reference is not None:
+            cells = [paired_difference(at(valid, u), at(reference[1], u), "mae_gap", 1) for u in updates]
+            differences.append(f"| {name}, {modality} | " + " | ".join(cells) + " |")
+    if differences:
+        print("\nPaired difference with moleblend 2:2:6 of the same input (row − moleblend, same seed; ± the 95 % t "
+              "half-width; better / worse only where the interval excludes zero):\n")
+        print(f"| row | {header} |\n{rule}")
+        print("\n".join(differences))
     print()
 
 
