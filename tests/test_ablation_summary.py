@@ -99,7 +99,7 @@ def test_qm9_curves_average_finished_seeds_only_and_pair_by_seed(tmp_path, capsy
     assert sorted(curves["noisy_node", "3d"][1]) == [1, 2]  # seed 3 is left out
     # the mean at the updates both seeds logged
     assert summarize.mean_curve(list(curves["noisy_node", "3d"][0].values())) == ([25, 50], [550.0, 410.0])
-    summarize.print_qm9_curves(str(tmp_path))
+    summarize.print_qm9_curves(curves)
     out = capsys.readouterr().out
     # every validation update is a column; a row without it shows the seeds that have it
     assert "| row | update 100 | update 200 |" in out
@@ -121,6 +121,6 @@ def test_qm9_curve_plot_is_written(tmp_path):
     run = tmp_path / "qm9" / "3d" / "noisy_node-moleblend_small-2000u-b32-s1-e1" / "pretrained"
     write_finetune_log(str(run / "seed1" / "train.log"), {25: 500.0, 50: 400.0}, {100: 300.0})
     output = tmp_path / "curves.png"
-    assert summarize.plot_qm9_curves(str(tmp_path), str(output)) == str(output)
+    assert summarize.plot_qm9_curves(summarize.qm9_curves(str(tmp_path)), str(output)) == str(output)
     assert os.path.getsize(output) > 10_000
-    assert summarize.plot_qm9_curves(str(tmp_path / "empty"), str(output)) is None
+    assert summarize.plot_qm9_curves(summarize.qm9_curves(str(tmp_path / "empty")), str(output)) is None

@@ -364,9 +364,9 @@ def qm9_curves(finetune_dir: str) -> Dict[Tuple[str, str], Tuple[Dict[int, Curve
     return curves
 
 
-def print_qm9_curves(finetune_dir: str) -> None:
-    """Valid MAE at each validation of the QM9 fine-tunings (appendix D.1's early convergence)."""
-    curves = qm9_curves(finetune_dir)
+def print_qm9_curves(curves) -> None:
+    """Valid MAE at each validation of the QM9 fine-tunings (appendix D.1's early convergence);
+    `curves` as `qm9_curves` returns them."""
     if not curves:
         return
     updates = sorted(set().union(*(set(c) for _, valid in curves.values() for c in valid.values())))
@@ -384,7 +384,7 @@ def print_qm9_curves(finetune_dir: str) -> None:
           "mean ± sample sd over seeds:\n")
     print(f"| row | {header} |\n{rule}")
     for (name, modality), (_, valid) in curves.items():
-        cells = [mean_std(list(at(valid, u).values()), 1) if at(valid, u) else "–" for u in updates]
+        cells = [mean_std(list(values.values()), 1) if (values := at(valid, u)) else "–" for u in updates]
         print(f"| {name}, {modality} | " + " | ".join(cells) + " |")
     differences = []
     for (name, modality), (_, valid) in curves.items():
@@ -400,9 +400,9 @@ def print_qm9_curves(finetune_dir: str) -> None:
     print()
 
 
-def plot_qm9_curves(finetune_dir: str, output: str) -> Optional[str]:
-    """Training and valid MAE of the QM9 fine-tunings over updates: per mode and input, the mean over seeds."""
-    curves = qm9_curves(finetune_dir)
+def plot_qm9_curves(curves, output: str) -> Optional[str]:
+    """Training and valid MAE of the QM9 fine-tunings over updates: per mode and input, the mean over
+    seeds; `curves` as `qm9_curves` returns them."""
     if not curves:
         return None
     modes = sorted({name for name, _ in curves})
@@ -444,16 +444,15 @@ def main(argv=None) -> int:
     printed = [print_table(table, scores, args.split) for table in TABLES]
     if not any(printed):
         print("no row of the study's tables in", args.results)
-    if args.finetune_dir:
-        print_qm9_curves(args.finetune_dir)
+    curves = qm9_curves(args.finetune_dir) if args.finetune_dir else {}  # read once: table and plot
+    print_qm9_curves(curves)
     if args.plots:
         os.makedirs(args.plots, exist_ok=True)
         written = [plot_scores(scores, args.split, os.path.join(args.plots, "ablation_scores.png"))]
         if args.pretrain_dir:
             written.append(plot_pretraining(args.pretrain_dir, os.path.join(args.plots,
                                                                             "ablation_pretrain_curves.png")))
-        if args.finetune_dir:
-            written.append(plot_qm9_curves(args.finetune_dir, os.path.join(args.plots, "ablation_qm9_curves.png")))
+        written.append(plot_qm9_curves(curves, os.path.join(args.plots, "ablation_qm9_curves.png")))
         for path in written:
             if path:
                 print(f"wrote {path}")
