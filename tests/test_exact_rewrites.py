@@ -6,7 +6,8 @@ import torch
 from moleblend_plugin.criterions.pretrain import PretrainCriterion
 from moleblend_plugin.modules import vocabulary as vocab
 from moleblend_plugin.modules.atom_embedding import AtomEmbedding
-from moleblend_plugin.modules.gaussian_distance_bias import GaussianLayer
+from moleblend_plugin.modules import gaussian_distance_bias
+from moleblend_plugin.modules.gaussian_distance_bias import GaussianDistanceBias, GaussianLayer
 from moleblend_plugin.modules.graph_relation_bias import GraphRelationBias
 
 from model_inputs import ASPIRIN, CAFFEINE, NAPHTHOL, SALT, CriterionModel, batch_of, build_encoder
@@ -77,23 +78,75 @@ def test_atom_feature_bags_equal_the_summed_embeddings():
     assert not bool(mask.all())  # the batch has padded atoms
 
 
-def test_gaussian_kernels_and_atom_sums_equal_their_autograd_reference():
+@pytest.mark.parametrize("pairs_per_block", [None, 30, 1])
+def test_gaussian_bias_and_atom_sums_equal_their_autograd_reference(monkeypatch, pairs_per_block):
+    # pairs_per_block: the default (one block here), blocks of a few atoms, one atom per block
+    if pairs_per_block is not None:
+        monkeypatch.setattr(gaussian_distance_bias, "PAIRS_PER_BLOCK", pairs_per_block)
     batch = batch_of(ASPIRIN, CAFFEINE, SALT)
+    mask = batch["atom_mask"]
+    coordinates = batch["coordinates"]
+    pair_types = vocab.pair_type_index(batch["atomic_numbers"], mask)
+    # a blend-like 0/1 weight per pair, 0 on padding
+    weights = ((torch.rand(mask.shape + mask.shape[-1:], generator=torch.Generator().manual_seed(2)) > 0.4)
+               & mask[:, :, None] & mask[:, None, :]).float()
+    layer = GaussianDistanceBias(num_heads=4, embed_dim=8, num_kernels=16)
+    _randomize(layer, 3)
+    upstream = [torch.randn(len(mask), 4, *weights.shape[1:]), torch.randn(*mask.shape, 8)]
+
+    def encode(method):
+        # distances with a gradient, as predicted distances have
+        distance = (coordinates.unsqueeze(1) - coordinates.unsqueeze(2)).norm(dim=-1).requires_grad_()
+        values, grads = _value_and_gradients(
+            layer, lambda: tuple(vars(method(distance, pair_types, weights)).values())[:2], upstream)
+        return values + [distance.grad], grads
+
+    fast, reference = encode(layer.encode_distances), encode(layer.encode_distances_reference)
+    _assert_same(fast, reference, rtol=1e-5)
+    assert set(fast[1]) == {"gbf.means.weight", "gbf.stds.weight", "gbf.mul.weight", "gbf.bias.weight",
+                            "gbf_proj.layer1.weight", "gbf_proj.layer1.bias", "gbf_proj.layer2.weight",
+                            "gbf_proj.layer2.bias", "edge_proj.weight", "edge_proj.bias"}
+
+
+def test_gaussian_bias_under_cpu_autocast_matches_its_reference_under_autocast():
+    """bf16 products in the forward and the written-out backward alike, fp32 gradients."""
+    batch = batch_of(ASPIRIN, CAFFEINE)
     mask = batch["atom_mask"]
     coordinates = batch["coordinates"]
     distance = (coordinates.unsqueeze(1) - coordinates.unsqueeze(2)).norm(dim=-1)
     pair_types = vocab.pair_type_index(batch["atomic_numbers"], mask)
-    # a blend-like 0/1 weight per pair, 0 on padding
-    weights = ((torch.rand(distance.shape, generator=torch.Generator().manual_seed(2)) > 0.4)
-               & mask[:, :, None] & mask[:, None, :]).float()
-    layer = GaussianLayer(num_kernels=16)
-    _randomize(layer, 3)
-    upstream = [torch.randn(*distance.shape, 16), torch.randn(*mask.shape, 16)]
-    fast = _value_and_gradients(layer, lambda: layer.kernels_and_atom_sums(distance, pair_types, weights), upstream)
-    reference = _value_and_gradients(
-        layer, lambda: layer.kernels_and_atom_sums_reference(distance, pair_types, weights), upstream)
-    _assert_same(fast, reference, rtol=1e-5)
-    assert set(fast[1]) == {"means.weight", "stds.weight", "mul.weight", "bias.weight"}
+    weights = (mask[:, :, None] & mask[:, None, :]).float()
+    layer = GaussianDistanceBias(num_heads=4, embed_dim=8, num_kernels=16)
+    _randomize(layer, 4)
+    upstream = [torch.randn(len(mask), 4, *weights.shape[1:]), torch.randn(*mask.shape, 8)]
+    results = []
+    for method in (layer.encode_distances, layer.encode_distances_reference):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            results.append(_value_and_gradients(
+                layer, lambda: tuple(vars(method(distance, pair_types, weights)).values())[:2], upstream))
+    (fast_out, fast_grads), (ref_out, ref_grads) = results
+    assert fast_out[0].dtype == ref_out[0].dtype == torch.bfloat16
+    for a, b in zip(fast_out, ref_out):
+        _close(a.float(), b.float(), rtol=2e-2)
+    for name in ref_grads:
+        assert fast_grads[name].dtype == torch.float32
+        _close(fast_grads[name], ref_grads[name], rtol=3e-2, msg=name)
+
+
+def test_gaussian_kernels_below_the_smallest_normal_float_are_zero():
+    layer = GaussianLayer(num_kernels=2)
+    with torch.no_grad():
+        layer.means.weight.copy_(torch.tensor([[0.0, 3.0]]))
+        layer.stds.weight.copy_(torch.tensor([[0.0, 1.0]]))  # widths 0.01 and 1.01
+    # x = 2 d (the pair's two type rows each multiply by 1). x = 0.1309 is 13.09 widths
+    # from the narrow kernel: log density -82.0, a density of 2.4e-36; x = 0.136, 13.6
+    # widths: log density -88.8, under the log of fp32's smallest normal (-87.3)
+    distance = torch.tensor([[[0.06545, 0.068]]])
+    kernels = layer(distance, torch.ones(1, 1, 2, 2, dtype=torch.long))
+    narrow = kernels[0, 0, :, 0]
+    assert 0 < narrow[0] < 1e-35 and narrow[1] == 0
+    wide = torch.distributions.Normal(3.0, 1.01).log_prob(2 * distance[0, 0]).exp()
+    torch.testing.assert_close(kernels[0, 0, :, 1], wide)  # normal densities unchanged
 
 
 def test_a_pretraining_step_has_the_gradients_of_the_reference_forms(monkeypatch):
@@ -110,7 +163,7 @@ def test_a_pretraining_step_has_the_gradients_of_the_reference_forms(monkeypatch
 
     fast_loss, fast_grads = step()
     monkeypatch.setattr(GraphRelationBias, "edge_bias", GraphRelationBias.edge_bias_reference)
-    monkeypatch.setattr(GaussianLayer, "kernels_and_atom_sums", GaussianLayer.kernels_and_atom_sums_reference)
+    monkeypatch.setattr(GaussianDistanceBias, "encode_distances", GaussianDistanceBias.encode_distances_reference)
     monkeypatch.setattr(AtomEmbedding, "atoms", AtomEmbedding.atoms_reference)
     reference_loss, reference_grads = step()
     _close(fast_loss, reference_loss, rtol=1e-5)

@@ -32,7 +32,7 @@ from moleblend_data.featurize import FeaturizeOptions, RejectedMolecule, make_re
 from moleblend_plugin.models.moleblend import MoleBlendConfig, MoleBlendEncoder
 from moleblend_plugin.modules import relation_heads, relation_mixing
 from moleblend_plugin.modules.atom_embedding import AtomEmbedding
-from moleblend_plugin.modules.gaussian_distance_bias import GaussianLayer
+from moleblend_plugin.modules.gaussian_distance_bias import GaussianDistanceBias
 from moleblend_plugin.modules.graph_relation_bias import GraphRelationBias
 
 ARCHS = {
@@ -93,11 +93,11 @@ def build(arch_overrides, mode="moleblend", blend=True, reference_forms=False):
 
 def use_reference_forms(molecule_encoder):
     """This encoder computes its atom embeddings, edge bias and Gaussian kernels through the plain forms."""
-    atoms, edges, gaussians = (molecule_encoder.atom_feature, molecule_encoder.molecule_attn_bias,
-                               molecule_encoder.molecule_3d_bias.gbf)
+    atoms, edges, distances = (molecule_encoder.atom_feature, molecule_encoder.molecule_attn_bias,
+                               molecule_encoder.molecule_3d_bias)
     atoms.atoms = types.MethodType(AtomEmbedding.atoms_reference, atoms)
     edges.edge_bias = types.MethodType(GraphRelationBias.edge_bias_reference, edges)
-    gaussians.kernels_and_atom_sums = types.MethodType(GaussianLayer.kernels_and_atom_sums_reference, gaussians)
+    distances.encode_distances = types.MethodType(GaussianDistanceBias.encode_distances_reference, distances)
 
 
 class _Autocast(_Model):

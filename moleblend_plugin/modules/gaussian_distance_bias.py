@@ -19,43 +19,120 @@ from . import vocabulary as vocab
 MIN_KERNEL_WIDTH = 0.01
 # Unit pair vectors divide by (distance + this) so coincident atoms give a zero vector.
 DIRECTION_EPS = 1e-5
+# Kernel values below fp32's smallest normal number are set to 0: far-off kernels of
+# narrow width underflow into subnormals, and x86 CPUs run every product and sum that
+# reads a subnormal many times slower (a fifth of a pretraining step). The change is
+# below 1.2e-38 per kernel.
+LOG_SMALLEST_NORMAL = math.log(torch.finfo(torch.float32).tiny)
 
 
-class _KernelsAndAtomSums(torch.autograd.Function):
-    """psi[b, i, j, k] = N(x_bij; mean_k, sigma_k) and each atom's kernels summed over its
-    partners, S[b, i, k] = sum_j w_bij psi_bij,k, with the backward written out.
+def _density_of_log(log_density: torch.Tensor) -> torch.Tensor:
+    """exp, in place, of a log density; 0 where the density would be subnormal."""
+    return F.threshold_(log_density, LOG_SMALLEST_NORMAL, -math.inf).exp_()
 
-    The [B, N, N, K] tensors dominate the elementwise time of a pretraining step; autograd's
-    backward of the same expression makes about twice as many passes over them. With
+
+# Pairs per block of `_KernelBiasAndAtomSums`: a block's [pairs, K] tensors (1 to 2 MB at
+# K = 128) stay in a core's cache across the block's dozen passes.
+PAIRS_PER_BLOCK = 2048
+
+
+class _KernelBiasAndAtomSums(torch.autograd.Function):
+    """The Gaussian kernels psi[b, i, j, k] = N(x_bij; mean_k, sigma_k) taken through the
+    MLP to per-head biases, bias = W2 gelu(W1 psi + b1) + b2, and each atom's kernels
+    summed over its partners, S[b, i, k] = sum_j w_bij psi_bij,k, computed block by block
+    of pairs, forward and backward, with the backward written out.
+
+    The [B, N, N, K] kernels and hidden activations are never stored: each block's are
+    recomputed in the backward from the pairs' x alone. Made whole, they were the largest
+    tensors of a step and their dozen passes through memory a third of its time. With
     T = (dL/dpsi + w dL/dS) psi, z = (x - mean) / sigma and U = T z:
     dL/dx = -sum_k U inv_sigma, dL/dmean = inv_sigma sum U, dL/dinv_sigma = (sum T - sum U z) / inv_sigma.
+    Under CPU autocast the MLP's products run in bf16 in both directions, as nn.Linear's
+    do; the kernels, their sums and every other gradient stay fp32.
     """
 
     @staticmethod
-    def forward(ctx, x, mean, inv_std, pair_weight):
-        # N(x; mean, std) = exp(log(1 / (sqrt(2 pi) std)) - z^2 / 2): three passes.
-        z = torch.addcmul(-mean * inv_std, x, inv_std)
-        psi = torch.addcmul(torch.log(inv_std / math.sqrt(2 * math.pi)), z, z, value=-0.5).exp_()
-        sums = (pair_weight.unsqueeze(-2) @ psi).squeeze(-2)
-        ctx.save_for_backward(x, mean, inv_std, psi, pair_weight)
-        return psi, sums
+    def forward(ctx, x, mean, inv_std, pair_weight, w1, b1, w2, b2):
+        # the MLP's precision: bf16 under CPU autocast, else its weights' (bf16 or fp16 on
+        # GPUs with fairseq's --bf16 / --fp16)
+        ctx.dtype = _cpu_autocast_dtype() or w1.dtype
+        ctx.save_for_backward(x, mean, inv_std, pair_weight, w1, b1, w2)
+        batch, n = x.shape[:2]
+        x_rows, weight_rows = x.reshape(batch * n, n), pair_weight.reshape(batch * n, 1, n)
+        bias = x.new_empty(batch * n, n, w2.shape[0], dtype=ctx.dtype)
+        sums = x.new_empty(batch * n, mean.shape[0])
+        w1, b1, w2, b2 = (p.to(ctx.dtype) for p in (w1, b1, w2, b2))
+        with torch.autocast("cpu", enabled=False):
+            for block in _blocks(x):
+                z, psi = _kernels(x_rows[block], mean, inv_std)
+                sums[block] = (weight_rows[block] @ psi).squeeze(-2)
+                bias[block] = F.linear(F.gelu(F.linear(psi.to(ctx.dtype), w1, b1)), w2, b2)
+        return bias.view(batch, n, n, -1), sums.view(batch, n, -1)
 
     @staticmethod
-    def backward(ctx, grad_psi, grad_sums):
-        x, mean, inv_std, psi, pair_weight = ctx.saved_tensors
-        if grad_psi is None:
-            grad_psi = torch.zeros_like(psi)
-        if grad_sums is not None:
-            t = torch.addcmul(grad_psi, pair_weight.unsqueeze(-1), grad_sums.unsqueeze(2)).mul_(psi)
-        else:
-            t = grad_psi * psi
-        z = torch.addcmul(-mean * inv_std, x, inv_std)
-        u = t * z
-        pairs = tuple(range(u.dim() - 1))
-        grad_x = -(u @ inv_std).unsqueeze(-1)
-        grad_mean = inv_std * u.sum(pairs)
-        grad_inv_std = (t.sum(pairs) - u.mul_(z).sum(pairs)) / inv_std
-        return grad_x, grad_mean, grad_inv_std, None
+    def backward(ctx, grad_bias, grad_sums):
+        x, mean, inv_std, pair_weight, *weights = ctx.saved_tensors
+        w1, b1, w2 = (p.to(ctx.dtype) for p in weights)
+        batch, n = x.shape[:2]
+        x_rows, weight_rows = x.reshape(batch * n, n), pair_weight.reshape(batch * n, n, 1)
+        # reshaped once: the bias's gradient arrives through a permute, not contiguous
+        grad_bias = (x.new_zeros(batch * n, n, w2.shape[0]) if grad_bias is None
+                     else grad_bias.reshape(batch * n, n, -1))
+        grad_sums = None if grad_sums is None else grad_sums.reshape(batch * n, 1, -1)
+        grad_x = x.new_empty(batch * n, n)
+        grad_w1, grad_b1, grad_w2 = (torch.zeros_like(p) for p in weights)
+        grad_b2 = torch.zeros(w2.shape[0], dtype=grad_w2.dtype, device=x.device)
+        sum_t, sum_u, sum_uz = (torch.zeros_like(mean) for _ in range(3))
+        for block in _blocks(x):
+            z, psi = _kernels(x_rows[block], mean, inv_std)
+            psi_in = psi.to(ctx.dtype)
+            hidden = F.linear(psi_in, w1, b1)
+            grad_out = grad_bias[block].to(ctx.dtype)
+            grad_w2 += _outer_sum(grad_out, F.gelu(hidden))
+            grad_b2 += grad_out.sum((0, 1), dtype=grad_b2.dtype)
+            grad_hidden = torch.ops.aten.gelu_backward(grad_out @ w2, hidden)
+            grad_w1 += _outer_sum(grad_hidden, psi_in)
+            grad_b1 += grad_hidden.sum((0, 1), dtype=grad_b1.dtype)
+            t = (grad_hidden @ w1).float()
+            if grad_sums is not None:
+                t.addcmul_(weight_rows[block], grad_sums[block])
+            t.mul_(psi)
+            u = t * z
+            grad_x[block] = -(u @ inv_std)
+            sum_t += t.sum((0, 1))
+            sum_u += u.sum((0, 1))
+            sum_uz += u.mul_(z).sum((0, 1))
+        return (grad_x.view_as(x), inv_std * sum_u, (sum_t - sum_uz) / inv_std, None,
+                grad_w1, grad_b1, grad_w2, grad_b2)
+
+
+def _cpu_autocast_dtype():
+    """The dtype CPU autocast casts products to, None when it is off."""
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+        return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+    return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+
+
+def _blocks(x: torch.Tensor):
+    """Slices of the batch * n atoms of x [B, N, N] (each with its n partners), about
+    PAIRS_PER_BLOCK pairs each on a CPU; one block on other devices, where small blocks
+    would mean many small kernel launches."""
+    batch, n = x.shape[:2]
+    per_block = PAIRS_PER_BLOCK if x.device.type == "cpu" else x.numel()
+    rows = max(1, per_block // max(n, 1))
+    return [slice(start, start + rows) for start in range(0, batch * n, rows)]
+
+
+def _kernels(x: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor):
+    """z = (x - mean) / sigma and the kernels N(x; mean, sigma), [..., K], in fp32."""
+    z = torch.addcmul(-mean * inv_std, x.unsqueeze(-1), inv_std)
+    log_density = torch.addcmul(torch.log(inv_std / math.sqrt(2 * math.pi)), z, z, value=-0.5)
+    return z, _density_of_log(log_density)
+
+
+def _outer_sum(grad: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """A linear layer's weight gradient, sum over pairs of grad (x) inputs, [out, in], in fp32."""
+    return (grad.reshape(-1, grad.shape[-1]).t() @ inputs.reshape(-1, inputs.shape[-1])).float()
 
 
 class GaussianLayer(nn.Module):
@@ -71,32 +148,23 @@ class GaussianLayer(nn.Module):
         nn.init.constant_(self.bias.weight, 0)
         nn.init.constant_(self.mul.weight, 1)
 
-    def _affine_and_widths(self, distance, pair_types):
+    def affine_and_widths(self, distance, pair_types):
+        """The kernels' argument x = a_{t_i t_j} d_ij + c_{t_i t_j} [B, N, N], their means
+        and inverse widths [K], in fp32."""
         mul = self.mul(pair_types).sum(dim=-2)
         bias = self.bias(pair_types).sum(dim=-2)
-        x = (mul * distance.unsqueeze(-1) + bias).float()
+        x = (mul * distance.unsqueeze(-1) + bias).float().squeeze(-1)
         inv_std = 1.0 / (self.stds.weight.float().view(-1).abs() + MIN_KERNEL_WIDTH)
         return x, self.means.weight.float().view(-1), inv_std
 
     def forward(self, distance: torch.Tensor, pair_types: torch.Tensor) -> torch.Tensor:
-        """distance [B, N, N], pair_types [B, N, N, 2] -> kernels [B, N, N, K], through
-        autograd's generic backward (the reference for `kernels_and_atom_sums`)."""
-        x, mean, inv_std = self._affine_and_widths(distance, pair_types)
-        z = torch.addcmul(-mean * inv_std, x, inv_std)
+        """distance [B, N, N], pair_types [B, N, N, 2] -> kernels [B, N, N, K], whole and
+        through autograd (the reference for `_KernelBiasAndAtomSums`)."""
+        x, mean, inv_std = self.affine_and_widths(distance, pair_types)
+        z = torch.addcmul(-mean * inv_std, x.unsqueeze(-1), inv_std)
         log_density = torch.addcmul(torch.log(inv_std / math.sqrt(2 * math.pi)), z, z, value=-0.5)
-        return torch.exp(log_density).type_as(self.means.weight)
-
-    def kernels_and_atom_sums(self, distance: torch.Tensor, pair_types: torch.Tensor, pair_weight: torch.Tensor):
-        """The kernels [B, N, N, K] and each atom's kernels summed over partners with
-        `pair_weight` [B, N, N] -> [B, N, K]; the same function as forward, faster."""
-        x, mean, inv_std = self._affine_and_widths(distance, pair_types)
-        psi, sums = _KernelsAndAtomSums.apply(x, mean, inv_std, pair_weight.to(x.dtype))
-        return psi.type_as(self.means.weight), sums.type_as(self.means.weight)
-
-    def kernels_and_atom_sums_reference(self, distance, pair_types, pair_weight):
-        """`kernels_and_atom_sums` through autograd's generic backward."""
-        kernels = self(distance, pair_types)
-        return kernels, (pair_weight.to(kernels.dtype).unsqueeze(-2) @ kernels).squeeze(-2)
+        density = torch.exp(log_density.masked_fill(log_density <= LOG_SMALLEST_NORMAL, -math.inf))
+        return density.type_as(self.means.weight)
 
 
 class NonLinear(nn.Module):
@@ -138,6 +206,17 @@ class GaussianDistanceBias(nn.Module):
         """The encoding of a [B, N, N] distance matrix (e.g. distances predicted from the 2D
         graph, which have no directions). Padded pairs are not masked here: their bias is
         -inf (keys) or unused (queries), and their pair weight is 0."""
-        kernels, atom_sums = self.gbf.kernels_and_atom_sums(distance, pair_types, pair_weight)
-        bias = self.gbf_proj(kernels).permute(0, 3, 1, 2)
-        return DistanceEncoding(bias=bias, atom_features=self.edge_proj(atom_sums), directions=None)
+        x, mean, inv_std = self.gbf.affine_and_widths(distance, pair_types)
+        mlp = self.gbf_proj
+        bias, atom_sums = _KernelBiasAndAtomSums.apply(
+            x, mean, inv_std, pair_weight.to(x.dtype),
+            mlp.layer1.weight, mlp.layer1.bias, mlp.layer2.weight, mlp.layer2.bias)
+        return DistanceEncoding(bias=bias.permute(0, 3, 1, 2), directions=None,
+                                atom_features=self.edge_proj(atom_sums.type_as(self.edge_proj.weight)))
+
+    def encode_distances_reference(self, distance, pair_types, pair_weight) -> DistanceEncoding:
+        """`encode_distances` with the kernels made whole and autograd's generic backward."""
+        kernels = self.gbf(distance, pair_types)
+        atom_sums = (pair_weight.to(kernels.dtype).unsqueeze(-2) @ kernels).squeeze(-2)
+        return DistanceEncoding(bias=self.gbf_proj(kernels).permute(0, 3, 1, 2), directions=None,
+                                atom_features=self.edge_proj(atom_sums))
