@@ -40,7 +40,7 @@ python -m data_prep moleculenet --dataset esol --input examples/data/esol/esol.c
 # --num-workers 0: batches of a few small molecules are made faster in the training
 # process than a worker process started for every (15-update) epoch would deliver them.
 common=(--user-dir moleblend_plugin --arch moleblend_tiny --cpu --num-workers 0
-        --required-batch-size-multiple 1 --optimizer adam --adam-betas "(0.9,0.999)"
+        --required-batch-size-multiple 1 --optimizer fused_adam --adam-betas "(0.9,0.999)"
         --no-epoch-checkpoints --log-format simple --seed 1)
 
 echo "== pretraining moleblend_tiny on the QM9 sample (400 updates)"

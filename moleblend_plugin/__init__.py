@@ -23,4 +23,4 @@ with root_logger_kept():  # fairseq's import would set the root logger to DEBUG
     silence_known_warnings()  # fairseq's Hydra and torch.cuda.amp deprecations, by their text only
     add_log_file_handler_once()  # fairseq 0.12 writes epoch k's records k times to --log-file
 
-    from . import criterions, models, tasks  # noqa: F401  (registration)
+    from . import criterions, models, optimizers, tasks  # noqa: F401  (registration)

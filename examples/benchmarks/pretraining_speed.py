@@ -1,14 +1,15 @@
 """Pretraining speed on CPU, every figure measured side by side in one run.
 
 Prints, for real molecules (MOSES SMILES with RDKit conformers, PCQM4Mv2-like sizes):
-- pretraining molecules/s (forward + backward + Adam step) for moleblend_small and
-  moleblend_base in the default MoleBlend mode;
+- pretraining molecules/s (forward + backward + optimizer step, `--optimizer fused_adam`)
+  for moleblend_small and moleblend_base in the default MoleBlend mode;
 - achieved FLOP/s (FLOPs of a step counted by torch's FlopCounterMode, divided by the
   step time) as a fraction of the same run's large-matmul FLOP/s;
 - the relation heads in their factorized form vs the materialized N x N x r^2 outer
   product (step time ratio; the outputs are equal, see tests/test_model.py);
 - bf16 autocast vs fp32 step time;
-- step time with blending vs without it (the 2D and 3D biases of every pair summed).
+- step time with blending vs without it (the 2D and 3D biases of every pair summed);
+- the optimizer step alone, fairseq's `adam` and `fused_adam`.
 
     python examples/benchmarks/pretraining_speed.py [--molecules 256] [--threads 2]
 """
@@ -25,11 +26,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
+from fairseq.optim.adam import Adam as FairseqAdamLoop
+
 from moleblend_plugin.cpu_autocast import bf16_autocast, describe_cpu_bf16_support
 from moleblend_plugin.criterions.pretrain import PretrainCriterion
 from moleblend_plugin.data.collate import collate_molecules, molecule_inputs
 from moleblend_data.featurize import FeaturizeOptions, RejectedMolecule, make_record
 from moleblend_plugin.models.moleblend import MoleBlendConfig, MoleBlendEncoder
+from moleblend_plugin.optimizers.fused_adam import FairseqEpsAdamW
 from moleblend_plugin.modules import relation_heads, relation_mixing
 from moleblend_plugin.modules.atom_embedding import AtomEmbedding
 from moleblend_plugin.modules.gaussian_distance_bias import GaussianDistanceBias
@@ -117,7 +121,7 @@ def step_seconds(model, data, repeats, versus=None):
     that it matches the mean FLOPs of `step_flops` over the same batches."""
     criterion = PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
     models = [model] + ([versus] if versus is not None else [])
-    optimizers = [torch.optim.Adam(m.parameters(), lr=1e-5) for m in models]
+    optimizers = [fused_adam(m) for m in models]
 
     def step(m, optimizer, batch):
         optimizer.zero_grad()
@@ -138,6 +142,27 @@ def step_seconds(model, data, repeats, versus=None):
     return means if versus is not None else means[0]
 
 
+def fused_adam(model):
+    """The optimizer of `--optimizer fused_adam` (what `moleblend pretrain` runs)."""
+    return FairseqEpsAdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+
+
+def optimizer_step_seconds(model, repeats=10):
+    """Seconds of one optimizer step over the model's parameters (random gradients):
+    fairseq's `adam` (its Python loop, what it runs on CPUs) and `fused_adam`."""
+    for p in model.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    seconds = []
+    for optimizer in (FairseqAdamLoop(model.parameters(), lr=1e-5), fused_adam(model)):
+        optimizer.step()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            optimizer.step()
+        seconds.append((time.perf_counter() - start) / repeats)
+    model.zero_grad()
+    return seconds
+
+
 def loss_terms(model, batch, autocast):
     """The loss terms of one batch, the blend and noise drawn from a fixed seed."""
     criterion = PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
@@ -148,7 +173,9 @@ def loss_terms(model, batch, autocast):
 
 
 def step_flops(model, data):
-    """FLOPs of one step (forward, losses, backward) on each batch, by torch's FlopCounterMode."""
+    """FLOPs of one step (forward, losses, backward) on each batch, by torch's FlopCounterMode.
+    Counted on the reference forms: the FLOPs of the function, without the products the
+    fast 3D bias recomputes in its backward."""
     criterion = PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
     flops = []
     for batch in data:
@@ -206,7 +233,7 @@ def main():
         peaks = [matmul_flops_per_second()]
         seconds = step_seconds(model, data, args.repeats)
         peaks.append(matmul_flops_per_second())
-        batch_flops = step_flops(model, data)
+        batch_flops = step_flops(build(overrides, reference_forms=True), data)
         flops = statistics.mean(batch_flops)
         with materialized_heads():
             materialized = step_seconds(model, data, args.repeats)
@@ -217,6 +244,7 @@ def main():
         blend, no_blend = step_seconds(build(overrides), data, args.repeats, versus=build(overrides, blend=False))
         peaks.append(matmul_flops_per_second())
         peak = max(peaks)
+        fairseq_adam, fused = optimizer_step_seconds(model)
         fp32_terms, bf16_terms = loss_terms(model.eval(), data[-1], False), loss_terms(model, data[-1], True)
         model.train()
         worst = max(abs(bf16_terms[k] - fp32_terms[k]) / abs(fp32_terms[k]) for k in fp32_terms)
@@ -241,6 +269,8 @@ def main():
         print(f"  bf16 vs fp32 loss terms, largest relative difference {worst:.2e}  "
               f"({', '.join(f'{k} {fp32_terms[k]:.4f}/{bf16_terms[k]:.4f}' for k in fp32_terms)})")
         print(f"  blend / no blend (2D+3D summed) step time     {blend / no_blend:6.2f}  (passes in turn)")
+        print(f"  optimizer step alone: fairseq's adam {fairseq_adam * 1e3:.0f} ms, fused_adam {fused * 1e3:.0f} ms "
+              f"({fused / fairseq_adam:.2f}; the steps above use fused_adam)")
 
 if __name__ == "__main__":
     main()

@@ -40,7 +40,7 @@ set -x
 fairseq-train "$DATA" --user-dir moleblend_plugin --cpu "${init[@]}" \
     --task moleblend_finetune --criterion moleblend_finetune "${targets[@]}" \
     --arch "$ARCH" --input-modality "$INPUT_MODALITY" --seed "$SEED" \
-    --optimizer adam --adam-betas "(0.9,0.999)" --lr "$LR" --max-epoch "$MAX_EPOCH" \
+    --optimizer fused_adam --adam-betas "(0.9,0.999)" --lr "$LR" --max-epoch "$MAX_EPOCH" \
     --batch-size "$BATCH" --required-batch-size-multiple 1 --num-workers "$NUM_WORKERS" --find-unused-parameters \
     "${select[@]}" --save-dir "$SAVE_DIR" --no-epoch-checkpoints --log-format simple --log-interval 50 \
     --tensorboard-logdir "$SAVE_DIR/tensorboard"

@@ -46,7 +46,7 @@ set -x
 fairseq-train "$DATA" --user-dir moleblend_plugin "${init[@]}" \
     --task moleblend_finetune --criterion moleblend_finetune --targets "$TARGET" --regression-loss l1 \
     --arch "$ARCH" --input-modality "$INPUT_MODALITY" --seed "$SEED" \
-    --optimizer adam --adam-betas "(0.9,0.999)" --weight-decay 0.0 \
+    --optimizer fused_adam --adam-betas "(0.9,0.999)" --weight-decay 0.0 \
     --lr "$LR" --lr-scheduler polynomial_decay --warmup-updates "$WARMUP" --total-num-update "$MAX_UPDATE" \
     --end-learning-rate "$END_LR" --max-update "$MAX_UPDATE" \
     --batch-size "$BATCH_PER_GPU" --update-freq "$UPDATE_FREQ" --required-batch-size-multiple 1 \

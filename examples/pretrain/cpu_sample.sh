@@ -29,7 +29,7 @@ cd "$repo"
 set -x
 fairseq-train "$DATA" --user-dir moleblend_plugin --cpu \
     --task moleblend_pretrain --criterion moleblend_pretrain --arch "$ARCH" --pretrain-mode "$MODE" \
-    --optimizer adam --adam-betas "(0.9,0.999)" --weight-decay 0.0 \
+    --optimizer fused_adam --adam-betas "(0.9,0.999)" --weight-decay 0.0 \
     --lr "$LR" --lr-scheduler cosine --warmup-updates "$WARMUP" --max-update "$MAX_UPDATE" \
     --batch-size "$BATCH" --required-batch-size-multiple 1 --num-workers "$NUM_WORKERS" "${unused[@]}" \
     --save-dir "$SAVE_DIR" --no-epoch-checkpoints --log-format simple --log-interval 50 \

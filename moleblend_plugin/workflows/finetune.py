@@ -149,7 +149,7 @@ def train_command(request: FinetuneRequest, data_dir: str, settings: FinetuneSet
     command = [sys.executable, "-m", "moleblend_plugin.train", data_dir, "--user-dir", PLUGIN_DIR,
                "--task", "moleblend_finetune", "--criterion", "moleblend_finetune", "--arch", settings.arch,
                "--input-modality", request.input_modality, "--seed", str(request.seed),
-               "--optimizer", "adam", "--adam-betas", "(0.9,0.999)", "--lr", repr(settings.lr),
+               "--optimizer", "fused_adam", "--adam-betas", "(0.9,0.999)", "--lr", repr(settings.lr),
                "--lr-scheduler", "fixed", "--warmup-updates", str(settings.warmup_updates),
                "--clip-norm", repr(settings.clip_norm), "--dropout", repr(settings.dropout),
                "--batch-size", str(settings.batch_size), "--required-batch-size-multiple", "1",

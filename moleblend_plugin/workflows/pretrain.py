@@ -41,7 +41,7 @@ def pretrain_command(request: PretrainRequest) -> List[str]:
     command = [sys.executable, "-m", "moleblend_plugin.train", os.path.abspath(request.data), "--user-dir", PLUGIN_DIR,
                "--task", "moleblend_pretrain", "--criterion", "moleblend_pretrain", "--arch", request.arch,
                "--pretrain-mode", request.mode, "--blend-ratio", request.blend_ratio, "--seed", str(request.seed),
-               "--optimizer", "adam", "--adam-betas", "(0.9,0.999)", "--lr", repr(request.lr),
+               "--optimizer", "fused_adam", "--adam-betas", "(0.9,0.999)", "--lr", repr(request.lr),
                "--lr-scheduler", "cosine", "--warmup-updates", str(max(1, request.max_update // 20)),
                "--max-update", str(request.max_update), "--batch-size", str(request.batch_size),
                "--required-batch-size-multiple", "1", "--num-workers", "0",

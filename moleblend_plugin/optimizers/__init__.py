@@ -1,0 +1,1 @@
+from . import fused_adam  # noqa: F401  (registration)
