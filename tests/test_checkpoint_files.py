@@ -45,17 +45,20 @@ def test_a_truncated_last_checkpoint_is_replaced_by_the_newest_intact_one(tmp_pa
 
 def test_killed_repeatedly_while_saving_every_update_the_same_command_finishes(tmp_path):
     save_dir = tmp_path / "ckpt"
-    command = pretrain_command(save_dir, 80)
+    # enough updates that no run ends before its kill (a finished run, resumed, would
+    # take one more update: fairseq checks --max-update only after a step)
+    command = pretrain_command(save_dir, 300)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for kill in range(6):
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         time.sleep(3.5 + 0.37 * kill)  # start-up, then a few saves; each kill at another moment
+        assert process.poll() is None, "the run ended before its kill"
         process.send_signal(signal.SIGKILL)
         process.wait()
     result = run(command)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert updates_of(save_dir / "checkpoint_last.pt") == 80
+    assert updates_of(save_dir / "checkpoint_last.pt") == 300
 
 
 def test_no_intact_checkpoint_left_is_a_clear_error(tmp_path):

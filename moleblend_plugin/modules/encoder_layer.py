@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .dropout import Dropout, dropout
+
 LAYER_NORM_EPS = 1e-5
 
 
@@ -46,11 +48,22 @@ class BiasedSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """x [B, L, D], bias [B, H, L, L] (-inf on padded keys) -> [B, L, D]."""
         q, k, v = self.split_heads(self.q_proj(x)), self.split_heads(self.k_proj(x)), self.split_heads(self.v_proj(x))
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias.to(q.dtype), dropout_p=self.attention_dropout if self.training else 0.0
-        )
+        if self.training and self.attention_dropout > 0 and x.device.type == "cpu":
+            out = self.attention_with_cpu_dropout(q, k, v, bias)
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias.to(q.dtype), dropout_p=self.attention_dropout if self.training else 0.0
+            )
         b, _, n, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, -1))
+
+    def attention_with_cpu_dropout(self, q, k, v, bias):
+        """softmax(Q K^T / sqrt(d) + b) V with the probabilities dropped out by
+        `dropout.keep_mask`: what scaled_dot_product_attention computes on a CPU (its
+        math form there), with the faster random source."""
+        scores = torch.matmul(q, k.transpose(-1, -2)).mul_(self.head_dim ** -0.5).add_(bias.to(q.dtype))
+        probabilities = dropout(torch.softmax(scores, dim=-1), self.attention_dropout, True)
+        return torch.matmul(probabilities, v)
 
 
 class BiasedEncoderLayer(nn.Module):
@@ -64,8 +77,8 @@ class BiasedEncoderLayer(nn.Module):
         self.fc1 = nn.Linear(embed_dim, ffn_embed_dim)
         self.fc2 = nn.Linear(ffn_embed_dim, embed_dim)
         self.final_layer_norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
-        self.dropout = nn.Dropout(dropout)
-        self.activation_dropout = nn.Dropout(activation_dropout)
+        self.dropout = Dropout(dropout)
+        self.activation_dropout = Dropout(activation_dropout)
         self.drop_path = DropPath(droppath)
 
     def _residual(self, x, norm, branch):

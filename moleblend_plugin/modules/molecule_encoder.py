@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from . import vocabulary as vocab
 from .atom_embedding import AtomEmbedding
+from .dropout import Dropout
 from .encoder_layer import LAYER_NORM_EPS, BiasedEncoderLayer
 from .gaussian_distance_bias import GaussianDistanceBias
 from .graph_relation_bias import GraphRelationBias
@@ -53,7 +54,7 @@ class MoleculeEncoder(nn.Module):
         self.molecule_attn_bias = GraphRelationBias(num_heads, multi_hop_max_dist)
         self.molecule_3d_bias = GaussianDistanceBias(num_heads, embed_dim, num_kernels)
         self.emb_layer_norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         droppath_rates = torch.linspace(0, droppath, num_layers).tolist() if num_layers else []
         self.layers = nn.ModuleList(
             BiasedEncoderLayer(embed_dim, ffn_embed_dim, num_heads, dropout, attention_dropout,
