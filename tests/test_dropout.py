@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from moleblend_plugin.modules.dropout import LANE_BITS, Dropout, dropout, keep_mask
+from moleblend_plugin.modules.dropout import LANE_BITS, Dropout, dropout, keep_mask, random_lanes
 from moleblend_plugin.modules.encoder_layer import BiasedSelfAttention
 
 
@@ -19,14 +19,23 @@ def test_the_mask_drops_each_element_with_probability_p_and_keeps_the_mean(p):
     assert abs(float(mask.mean()) - 1.0) < 5 * (p / (1 - p) / mask.numel()) ** 0.5
 
 
-def test_every_lane_of_a_draw_is_used_and_uniform():
-    # the four 16-bit lanes of each int64 draw: every one must drop at the rate p, also the
-    # top one (15 random bits); neighbouring elements must not repeat one another
+def test_every_bit_of_every_lane_is_random_and_lanes_are_independent():
+    # the four 16-bit lanes of each int64 draw: each of the 15 bits used must be set half
+    # the time in every lane (the top lane has only 15 random bits, the sign bit being 0),
+    # and neighbouring lanes must not repeat one another
     torch.manual_seed(1)
-    mask = keep_mask((400_000, 4), 0.5, torch.float32) > 0
-    for lane in range(4):
-        assert abs(float(mask[:, lane].float().mean()) - 0.5) < 0.005, lane
-    assert abs(float((mask[:, 0] == mask[:, 1]).float().mean()) - 0.5) < 0.005
+    lanes = random_lanes(4 * 200_000).view(-1, 4).int()
+    assert int(lanes.min()) >= 0 and int(lanes.max()) < 1 << LANE_BITS
+    for bit in range(LANE_BITS):
+        rates = ((lanes >> bit) & 1).float().mean(0)
+        assert ((rates - 0.5).abs() < 0.006).all(), (bit, rates)
+    same_bit = (((lanes[:, 0] ^ lanes[:, 1]) >> 3) & 1).float().mean()
+    assert abs(float(same_bit) - 0.5) < 0.006
+    assert random_lanes(5).shape == (5,)  # a count not divisible by 4
+
+
+def test_probabilities_near_one_drop_everything():
+    assert not keep_mask((3, 3), 0.99999, torch.float32).any()
 
 
 def test_gradient_uses_the_forward_mask_and_eval_or_p0_is_identity():

@@ -60,10 +60,11 @@ class BiasedSelfAttention(nn.Module):
     def attention_with_cpu_dropout(self, q, k, v, bias):
         """softmax(Q K^T / sqrt(d) + b) V with the probabilities dropped out by
         `dropout.keep_mask`: what scaled_dot_product_attention computes on a CPU (its
-        math form there), with the faster random source."""
-        scores = torch.matmul(q, k.transpose(-1, -2)).mul_(self.head_dim ** -0.5).add_(bias.to(q.dtype))
+        math form there), with the faster random source. Scores, bias and softmax in
+        fp32 also under bf16 autocast."""
+        scores = torch.matmul(q, k.transpose(-1, -2)).float().mul_(self.head_dim ** -0.5).add_(bias.float())
         probabilities = dropout(torch.softmax(scores, dim=-1), self.attention_dropout, True)
-        return torch.matmul(probabilities, v)
+        return torch.matmul(probabilities.to(v.dtype), v)
 
 
 class BiasedEncoderLayer(nn.Module):

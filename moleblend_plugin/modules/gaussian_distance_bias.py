@@ -53,21 +53,22 @@ class _KernelBiasAndAtomSums(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, mean, inv_std, pair_weight, w1, b1, w2, b2):
-        # the MLP's precision: bf16 under CPU autocast, else its weights' (bf16 or fp16 on
-        # GPUs with fairseq's --bf16 / --fp16)
-        ctx.dtype = _cpu_autocast_dtype() or w1.dtype
+        # the MLP's precision: autocast's where it is on (CPU bf16, GPU --amp), else its
+        # weights' (bf16 or fp16 on GPUs with fairseq's --bf16 / --fp16)
+        device = x.device.type
+        ctx.dtype = _autocast_dtype(device) or w1.dtype
         ctx.save_for_backward(x, mean, inv_std, pair_weight, w1, b1, w2)
         batch, n = x.shape[:2]
         x_rows, weight_rows = x.reshape(batch * n, n), pair_weight.reshape(batch * n, 1, n)
         bias = x.new_empty(batch * n, n, w2.shape[0], dtype=ctx.dtype)
         sums = x.new_empty(batch * n, mean.shape[0])
         w1, b1, w2, b2 = (p.to(ctx.dtype) for p in (w1, b1, w2, b2))
-        with torch.autocast("cpu", enabled=False):
+        with torch.autocast(device, enabled=False):
             for block in _blocks(x):
                 z, psi = _kernels(x_rows[block], mean, inv_std)
                 sums[block] = (weight_rows[block] @ psi).squeeze(-2)
                 bias[block] = F.linear(F.gelu(F.linear(psi.to(ctx.dtype), w1, b1)), w2, b2)
-        return bias.view(batch, n, n, -1), sums.view(batch, n, -1)
+        return bias.view(batch, n, n, w2.shape[0]), sums.view(batch, n, mean.shape[0])
 
     @staticmethod
     def backward(ctx, grad_bias, grad_sums):
@@ -76,9 +77,10 @@ class _KernelBiasAndAtomSums(torch.autograd.Function):
         batch, n = x.shape[:2]
         x_rows, weight_rows = x.reshape(batch * n, n), pair_weight.reshape(batch * n, n, 1)
         # reshaped once: the bias's gradient arrives through a permute, not contiguous
-        grad_bias = (x.new_zeros(batch * n, n, w2.shape[0]) if grad_bias is None
-                     else grad_bias.reshape(batch * n, n, -1))
-        grad_sums = None if grad_sums is None else grad_sums.reshape(batch * n, 1, -1)
+        heads, kernels = w2.shape[0], mean.shape[0]
+        grad_bias = (x.new_zeros(batch * n, n, heads) if grad_bias is None
+                     else grad_bias.reshape(batch * n, n, heads))
+        grad_sums = None if grad_sums is None else grad_sums.reshape(batch * n, 1, kernels)
         grad_x = x.new_empty(batch * n, n)
         grad_w1, grad_b1, grad_w2 = (torch.zeros_like(p) for p in weights)
         grad_b2 = torch.zeros(w2.shape[0], dtype=grad_w2.dtype, device=x.device)
@@ -106,11 +108,13 @@ class _KernelBiasAndAtomSums(torch.autograd.Function):
                 grad_w1, grad_b1, grad_w2, grad_b2)
 
 
-def _cpu_autocast_dtype():
-    """The dtype CPU autocast casts products to, None when it is off."""
+def _autocast_dtype(device: str):
+    """The dtype autocast casts products to on this device type, None when it is off."""
     if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
-        return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
-    return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+        return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+    if device == "cpu":
+        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+    return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
 
 
 def _blocks(x: torch.Tensor):

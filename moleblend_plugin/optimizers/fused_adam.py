@@ -2,19 +2,21 @@
 
 fairseq's `adam` takes a Python loop of six or so passes over every parameter tensor
 on CPUs (its fused form needs apex and a GPU); torch's `AdamW(fused=True)` makes one
-pass. For the 49M parameters of `moleblend_base` on 2 cores: 31 ms per step against
-70 ms (examples/benchmarks/pretraining_speed.py times the whole step with it).
+pass. For the 49M parameters of `moleblend_base` on 2 cores: 32 ms per step against
+74 ms (examples/benchmarks/pretraining_speed.py prints both).
 
 The update is fairseq's: decoupled weight decay (p -= lr * wd * p, as AdamW), and eps
 added to sqrt(v) before the bias correction, where torch adds it after. fairseq's step
 lr * sqrt(c2) / c1 * m / (sqrt(v) + eps) (c1, c2 the bias corrections) equals torch's
 lr / c1 * m / (sqrt(v) / sqrt(c2) + eps') with eps' = eps / sqrt(c2), so eps' is set
-before each step from the group's step count. Parameters of a group that skip steps
-(no gradient on some updates) get eps' of the group's count: it differs from theirs
-by at most the ratio of two bias corrections, 1 after about 1 / (1 - beta2) steps.
+before each step from the parameters' step count; parameters with different counts
+(some skipped updates without a gradient) are stepped in separate passes. fairseq's eps
+is kept in each parameter group as "fairseq_eps", so that a checkpoint restores it and
+--optimizer-overrides '{"eps": ...}' changes it, as with fairseq's `adam`.
 """
 import ast
 import math
+from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, List
@@ -36,20 +38,42 @@ class FusedAdamConfig(FairseqDataclass):
 class FairseqEpsAdamW(torch.optim.AdamW):
     """torch's AdamW, fused where torch has the fused kernel, with eps placed as fairseq's adam places it."""
 
+    # fairseq's --fp16 hands the optimizer one flat fp32 tensor of all parameters
+    supports_flat_params = True
+
     def __init__(self, params, lr, betas, eps, weight_decay):
         try:
             super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
         except RuntimeError:  # torch < 2.4 has no fused AdamW on CPU: the same update, loop by loop
             super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-        self.fairseq_eps = eps
+        for group in self.param_groups:
+            group["fairseq_eps"] = eps
 
     @torch.no_grad()
     def step(self, closure=None):
-        for group in self.param_groups:
-            taken = next((int(self.state[p]["step"]) for p in group["params"] if self.state.get(p)), 0)
-            bias_correction2 = 1 - group["betas"][1] ** (taken + 1)
-            group["eps"] = self.fairseq_eps / math.sqrt(bias_correction2)
-        return super().step(closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        all_params = [group["params"] for group in self.param_groups]
+        # each group's parameters with a gradient, by the number of steps they have taken
+        by_count = [defaultdict(list) for _ in self.param_groups]
+        for counts, params in zip(by_count, all_params):
+            for p in params:
+                if p.grad is not None:
+                    state = self.state.get(p)
+                    counts[int(state["step"]) if state else 0].append(p)
+        try:
+            for turn in range(max((len(c) for c in by_count), default=0)):
+                for group, counts in zip(self.param_groups, by_count):
+                    taken, params = sorted(counts.items())[turn] if turn < len(counts) else (0, [])
+                    group["params"] = params
+                    group["eps"] = group["fairseq_eps"] / math.sqrt(1 - group["betas"][1] ** (taken + 1))
+                super().step()
+        finally:
+            for group, params in zip(self.param_groups, all_params):
+                group["params"] = params
+        return loss
 
 
 @register_optimizer("fused_adam", dataclass=FusedAdamConfig)
@@ -62,7 +86,7 @@ class FusedAdam(FairseqOptimizer):
 
     @property
     def optimizer_config(self):
-        """The settings that override those stored in a checkpoint's optimizer state."""
+        """The settings the optimizer is built with."""
         betas = self.cfg.adam_betas  # "(0.9,0.999)" on the command line
         if isinstance(betas, str):
             betas = ast.literal_eval(betas)
@@ -74,3 +98,10 @@ class FusedAdam(FairseqOptimizer):
             "eps": self.cfg.adam_eps,
             "weight_decay": self.cfg.weight_decay,
         }
+
+    def load_state_dict(self, state_dict, optimizer_overrides=None):
+        """As fairseq's, with an "eps" override meaning fairseq's eps."""
+        overrides = dict(optimizer_overrides or {})
+        if "eps" in overrides:
+            overrides["fairseq_eps"] = overrides.pop("eps")
+        super().load_state_dict(state_dict, overrides)
