@@ -33,7 +33,7 @@ def _value_and_gradients(module, fn, upstream):
 def _close(a, b, rtol, msg=None):
     """Equal up to float32 rounding: sums taken in another order differ by a few ulps of
     the tensor's largest entries, so the absolute tolerance scales with them."""
-    torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * float(b.detach().abs().max()), msg=msg)
+    torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * float(b.detach().abs().max()), msg=msg and (lambda m: f"{msg}: {m}"))
 
 
 def _assert_same(fast, reference, rtol=1e-5):
@@ -92,7 +92,8 @@ def test_gaussian_bias_and_atom_sums_equal_their_autograd_reference(monkeypatch,
                & mask[:, :, None] & mask[:, None, :]).float()
     layer = GaussianDistanceBias(num_heads=4, embed_dim=8, num_kernels=16)
     _randomize(layer, 3)
-    upstream = [torch.randn(len(mask), 4, *weights.shape[1:]), torch.randn(*mask.shape, 8)]
+    g = torch.Generator().manual_seed(5)
+    upstream = [torch.randn(len(mask), 4, *weights.shape[1:], generator=g), torch.randn(*mask.shape, 8, generator=g)]
 
     def encode(method):
         # distances with a gradient, as predicted distances have
@@ -102,7 +103,8 @@ def test_gaussian_bias_and_atom_sums_equal_their_autograd_reference(monkeypatch,
         return values + [distance.grad], grads
 
     fast, reference = encode(layer.encode_distances), encode(layer.encode_distances_reference)
-    _assert_same(fast, reference, rtol=1e-5)
+    # sums over many blocks add up in another order than over the whole tensor: a few more ulps
+    _assert_same(fast, reference, rtol=1e-5 if pairs_per_block is None else 1e-4)
     assert set(fast[1]) == {"gbf.means.weight", "gbf.stds.weight", "gbf.mul.weight", "gbf.bias.weight",
                             "gbf_proj.layer1.weight", "gbf_proj.layer1.bias", "gbf_proj.layer2.weight",
                             "gbf_proj.layer2.bias", "edge_proj.weight", "edge_proj.bias"}
