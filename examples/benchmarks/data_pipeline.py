@@ -12,7 +12,7 @@ Prints:
   3. peak RSS of `data_prep csv` builds of 10k and 100k MOSES molecules (2D, 2 workers):
      memory must not grow with the size of the dataset.
 With --graphormer (a checkout of github.com/microsoft/Graphormer; needs torch_geometric
-and Cython), part 1 also runs Graphormer's per-molecule pipeline on the same MOSES
+and Cython < 3, which its algos.pyx needs), part 1 also runs Graphormer's per-molecule pipeline on the same MOSES
 molecules, taking turns with this project's: OGB's `smiles2graph` and Graphormer's
 `preprocess_item` (its Cython Floyd-Warshall and edge paths), and checks that both give
 the same shortest-path distances.
