@@ -29,7 +29,6 @@ from tqdm import tqdm
 
 from fairseq.optim.adam import Adam as FairseqAdamLoop
 
-from moleblend_plugin.cpu_allocator import keep_freed_memory
 from moleblend_plugin.cpu_autocast import bf16_autocast, describe_cpu_bf16_support
 from moleblend_plugin.criterions.pretrain import PretrainCriterion
 from moleblend_plugin.data.collate import collate_molecules, molecule_inputs
@@ -220,15 +219,12 @@ def main():
     parser.add_argument("--archs", default="moleblend_small,moleblend_base", help="comma-separated architectures")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    kept = keep_freed_memory()  # as the tasks set it on CPUs
 
     items = load_molecules(args.moses, args.molecules, seed=0)
     atoms = [i["atom_features"].shape[0] for i in items]
     print(f"{len(items)} MOSES molecules with RDKit conformers, {statistics.mean(atoms):.1f} heavy atoms on average "
           f"(max {max(atoms)}); torch {torch.__version__}, {args.threads} threads, fp32 unless stated")
     print(f"bf16: {describe_cpu_bf16_support()}")
-    print("allocator: freed memory kept for the next steps, as the tasks keep it on CPUs" if kept else
-          "allocator: the C library's defaults (not glibc)")
     for name in args.archs.split(","):
         overrides, batch_size = ARCHS[name]
         data = batches(items, batch_size)

@@ -17,7 +17,6 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from pretraining_speed import ARCHS, batches, build, default_data_dir, load_molecules
-from moleblend_plugin.cpu_allocator import keep_freed_memory
 from moleblend_plugin.cpu_autocast import bf16_autocast
 from moleblend_plugin.criterions.pretrain import PretrainCriterion
 
@@ -114,7 +113,6 @@ def main():
     parser.add_argument("--rows", type=int, default=25, help="operators to list")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    keep_freed_memory()  # as the tasks set it on CPUs
 
     overrides, batch_size = ARCHS[args.arch]
     data = batches(load_molecules(args.moses, args.molecules, seed=0), batch_size)

@@ -3,13 +3,11 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-import torch
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask
 from omegaconf import II
 
 from ..checkpoints.recovery import repair_restore_file
-from ..cpu_allocator import keep_freed_memory
 from ..cpu_autocast import AutocastCriterion, describe_cpu_bf16_support
 from moleblend_data.featurize import check_featurization_version
 from ..data.molecule_dataset import MoleculeDataset
@@ -30,12 +28,7 @@ class MoleculeTaskConfig(FairseqDataclass):
                                          "torch.autocast('cpu', bfloat16): matrix products in bf16, parameters, "
                                          "gradients and optimizer state in fp32 (fast on CPUs with AMX-BF16 or "
                                          "AVX512-BF16; fairseq's --bf16 casts the whole model and needs a GPU)"})
-    cpu_return_freed_memory: bool = field(
-        default=False, metadata={"help": "on CPUs, let the C library return freed memory to the system as it does "
-                                         "by default (lower resident memory between steps, slower steps); by default "
-                                         "a CPU run keeps it for the next steps (glibc)"})
     seed: int = II("common.seed")
-    cpu: bool = II("common.cpu")
     # Where fairseq resumes from: checked (and repaired from an intact checkpoint) at set-up.
     save_dir: str = II("checkpoint.save_dir")
     restore_file: str = II("checkpoint.restore_file")
@@ -63,10 +56,6 @@ class MoleculeTask(FairseqTask):
         })
         if cfg.cpu_bf16_autocast:
             logger.info("steps run under CPU bf16 autocast; %s", describe_cpu_bf16_support())
-        on_cpu = cfg.cpu is True or not torch.cuda.is_available()  # cpu is a "${common.cpu}" string outside fairseq
-        if on_cpu and not cfg.cpu_return_freed_memory and keep_freed_memory():
-            logger.info("freed memory is kept for the next steps (glibc: no mmap, no trim; "
-                        "--cpu-return-freed-memory to return it)")
 
     @property
     def task_name(self) -> str:
