@@ -9,6 +9,8 @@ multiple of 2^-15 (0.1 becomes 3277 / 32768 = 0.100006), and kept elements are s
 by the inverse of that probability's complement, so that the expected output still
 equals the input. Other devices, evaluation and p = 0 take torch's own dropout or none.
 """
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -28,14 +30,11 @@ def random_lanes(numel: int) -> torch.Tensor:
 def keep_mask(shape, p: float, dtype: torch.dtype) -> torch.Tensor:
     """0 (dropped, probability p rounded to a multiple of 2^-15) or 1 / (1 - that
     probability) per element, from the CPU generator."""
-    numel = 1
-    for size in shape:
-        numel *= size
     dropped_below = round(p * (1 << LANE_BITS))
     if dropped_below >= 1 << LANE_BITS:  # p within 2^-16 of 1: everything dropped
         return torch.zeros(shape, dtype=dtype)
     scale = 1.0 / (1.0 - dropped_below / (1 << LANE_BITS))
-    return (random_lanes(numel) >= dropped_below).to(dtype).mul_(scale).view(shape)
+    return (random_lanes(math.prod(shape)) >= dropped_below).to(dtype).mul_(scale).view(shape)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:

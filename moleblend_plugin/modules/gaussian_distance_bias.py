@@ -127,10 +127,15 @@ def _blocks(x: torch.Tensor):
     return [slice(start, start + rows) for start in range(0, batch * n, rows)]
 
 
-def _kernels(x: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor):
-    """z = (x - mean) / sigma and the kernels N(x; mean, sigma), [..., K], in fp32."""
+def _z_and_log_density(x: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor):
+    """z = (x - mean) / sigma and log N(x; mean, sigma), [..., K], in fp32."""
     z = torch.addcmul(-mean * inv_std, x.unsqueeze(-1), inv_std)
-    log_density = torch.addcmul(torch.log(inv_std / math.sqrt(2 * math.pi)), z, z, value=-0.5)
+    return z, torch.addcmul(torch.log(inv_std / math.sqrt(2 * math.pi)), z, z, value=-0.5)
+
+
+def _kernels(x: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor):
+    """z and the kernels N(x; mean, sigma), [..., K], in fp32, the log density's memory reused."""
+    z, log_density = _z_and_log_density(x, mean, inv_std)
     return z, _density_of_log(log_density)
 
 
@@ -164,9 +169,8 @@ class GaussianLayer(nn.Module):
     def forward(self, distance: torch.Tensor, pair_types: torch.Tensor) -> torch.Tensor:
         """distance [B, N, N], pair_types [B, N, N, 2] -> kernels [B, N, N, K], whole and
         through autograd (the reference for `_KernelBiasAndAtomSums`)."""
-        x, mean, inv_std = self.affine_and_widths(distance, pair_types)
-        z = torch.addcmul(-mean * inv_std, x.unsqueeze(-1), inv_std)
-        log_density = torch.addcmul(torch.log(inv_std / math.sqrt(2 * math.pi)), z, z, value=-0.5)
+        _, log_density = _z_and_log_density(*self.affine_and_widths(distance, pair_types))
+        # out of place, for autograd's generic backward
         density = torch.exp(log_density.masked_fill(log_density <= LOG_SMALLEST_NORMAL, -math.inf))
         return density.type_as(self.means.weight)
 

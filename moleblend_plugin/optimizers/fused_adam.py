@@ -63,10 +63,11 @@ class FairseqEpsAdamW(torch.optim.AdamW):
                 if p.grad is not None:
                     state = self.state.get(p)
                     counts[int(state["step"]) if state else 0].append(p)
+        turns = [sorted(counts.items()) for counts in by_count]  # per group: (steps taken, params)
         try:
-            for turn in range(max((len(c) for c in by_count), default=0)):
-                for group, counts in zip(self.param_groups, by_count):
-                    taken, params = sorted(counts.items())[turn] if turn < len(counts) else (0, [])
+            for turn in range(max((len(t) for t in turns), default=0)):
+                for group, group_turns in zip(self.param_groups, turns):
+                    taken, params = group_turns[turn] if turn < len(group_turns) else (0, [])
                     group["params"] = params
                     group["eps"] = group["fairseq_eps"] / math.sqrt(1 - group["betas"][1] ** (taken + 1))
                 super().step()
