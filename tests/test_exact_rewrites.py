@@ -9,6 +9,8 @@ from moleblend_plugin.modules.atom_embedding import AtomEmbedding
 from moleblend_plugin.modules import gaussian_distance_bias
 from moleblend_plugin.modules.gaussian_distance_bias import GaussianDistanceBias, GaussianLayer
 from moleblend_plugin.modules.graph_relation_bias import GraphRelationBias
+from moleblend_plugin.modules.noise_head import NoiseHead
+from moleblend_plugin.modules import relation_mixing as mixing
 
 from model_inputs import ASPIRIN, CAFFEINE, NAPHTHOL, SALT, CriterionModel, batch_of, build_encoder
 
@@ -142,6 +144,47 @@ def test_gaussian_bias_under_cpu_autocast_matches_its_reference_under_autocast(m
         _close(fast_grads[name], ref_grads[name], rtol=3e-2, msg=name)
 
 
+def _encoded(batch):
+    """Final atom states, the layers' pair bias (-inf on padded keys) and unit directions of
+    a real batch, from a randomized tiny trunk."""
+    encoder = build_encoder(pretrain_mode="moleblend")
+    _randomize(encoder, 9)
+    pairs = batch["atom_mask"][:, :, None] & batch["atom_mask"][:, None, :]
+    with torch.no_grad():
+        out = encoder.molecule_encoder(batch, mixing.whole_modalities(pairs, (mixing.SPD, mixing.EDGE, mixing.DISTANCE)))
+    return out.atom_states, out.pair_bias, out.directions
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_noise_head_equals_its_per_axis_reference(autocast):
+    batch = batch_of(ASPIRIN, CAFFEINE, SALT)
+    states, pair_bias, directions = _encoded(batch)
+    assert torch.isinf(pair_bias).any() and not bool(batch["atom_mask"].all())  # padded keys are masked
+    head = NoiseHead(embed_dim=states.shape[-1], num_heads=pair_bias.shape[1])
+    _randomize(head, 6)
+    upstream = [torch.randn(*states.shape[:2], 3, generator=torch.Generator().manual_seed(8))]
+
+    def run(method):
+        inputs = states.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            values, grads = _value_and_gradients(head, lambda: method(inputs, pair_bias, directions).float(), upstream)
+        return values + [inputs.grad], grads
+
+    fast, reference = run(head.forward), run(head.forward_reference)
+    if autocast:
+        # the reference rounds its [B, H, 3, N, d] products to bf16: values agree to bf16's
+        # precision, and bf16 gradients through the softmax too loosely to compare
+        _close(fast[0][0], reference[0][0], rtol=2e-2)
+        return
+    # The key bias shifts each row's logits by a constant: softmax ignores it, its gradient
+    # is 0 but for rounding (of the other gradients' size in both forms).
+    scale = float(reference[1]["k_proj.weight"].abs().max())
+    for form in (fast, reference):
+        assert float(form[1].pop("k_proj.bias").abs().max()) < 1e-5 * scale
+    _assert_same(fast, reference)
+    assert reference[0][0].abs().max() > 1e-3 and len(fast[1]) == len(list(head.parameters())) - 1
+
+
 @pytest.mark.parametrize("batch_size, atoms", [(2, 0), (0, 5), (3, 1)])
 def test_gaussian_bias_of_empty_batches_and_single_atoms(batch_size, atoms):
     layer = GaussianDistanceBias(num_heads=4, embed_dim=8, num_kernels=16)
@@ -192,8 +235,14 @@ def test_a_pretraining_step_has_the_gradients_of_the_reference_forms(monkeypatch
     monkeypatch.setattr(GraphRelationBias, "edge_bias", GraphRelationBias.edge_bias_reference)
     monkeypatch.setattr(GaussianDistanceBias, "encode_distances", GaussianDistanceBias.encode_distances_reference)
     monkeypatch.setattr(AtomEmbedding, "atoms", AtomEmbedding.atoms_reference)
+    monkeypatch.setattr(NoiseHead, "forward", NoiseHead.forward_reference)
     reference_loss, reference_grads = step()
     _close(fast_loss, reference_loss, rtol=1e-5)
     assert fast_grads.keys() == reference_grads.keys()
     for name in reference_grads:
+        if name.endswith("k_proj.bias"):
+            # softmax ignores a constant per row: 0 but for rounding, at the weights' scale
+            scale = float(reference_grads[name.replace("bias", "weight")].abs().max())
+            assert max(float(fast_grads[name].abs().max()), float(reference_grads[name].abs().max())) < 1e-5 * scale
+            continue
         _close(fast_grads[name], reference_grads[name], rtol=1e-4, msg=name)

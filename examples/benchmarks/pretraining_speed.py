@@ -39,6 +39,7 @@ from moleblend_plugin.modules import relation_heads, relation_mixing
 from moleblend_plugin.modules.atom_embedding import AtomEmbedding
 from moleblend_plugin.modules.gaussian_distance_bias import GaussianDistanceBias
 from moleblend_plugin.modules.graph_relation_bias import GraphRelationBias
+from moleblend_plugin.modules.noise_head import NoiseHead
 
 ARCHS = {
     "moleblend_small": (dict(encoder_layers=6, encoder_embed_dim=256, encoder_ffn_embed_dim=256,
@@ -88,7 +89,7 @@ def build(arch_overrides, mode="moleblend", blend=True, reference_forms=False):
     torch.manual_seed(0)
     encoder = MoleBlendEncoder(MoleBlendConfig(**arch_overrides, pretrain_mode=mode), 0, True)
     if reference_forms:
-        use_reference_forms(encoder.molecule_encoder)
+        use_reference_forms(encoder)
     if not blend:
         encoder.mode = dataclasses.replace(
             encoder.mode, relation_input=lambda pairs, has_3d, enc: relation_mixing.whole_modalities(
@@ -96,13 +97,16 @@ def build(arch_overrides, mode="moleblend", blend=True, reference_forms=False):
     return _Model(encoder).train()
 
 
-def use_reference_forms(molecule_encoder):
-    """This encoder computes its atom embeddings, edge bias and Gaussian kernels through the plain forms."""
-    atoms, edges, distances = (molecule_encoder.atom_feature, molecule_encoder.molecule_attn_bias,
-                               molecule_encoder.molecule_3d_bias)
+def use_reference_forms(encoder):
+    """This model computes its atom embeddings, edge bias, Gaussian kernels and noise head
+    through the plain forms."""
+    trunk = encoder.molecule_encoder
+    atoms, edges, distances = trunk.atom_feature, trunk.molecule_attn_bias, trunk.molecule_3d_bias
     atoms.atoms = types.MethodType(AtomEmbedding.atoms_reference, atoms)
     edges.edge_bias = types.MethodType(GraphRelationBias.edge_bias_reference, edges)
     distances.encode_distances = types.MethodType(GaussianDistanceBias.encode_distances_reference, distances)
+    if encoder.noise_head is not None:
+        encoder.noise_head.forward = types.MethodType(NoiseHead.forward_reference, encoder.noise_head)
 
 
 class _Autocast(_Model):

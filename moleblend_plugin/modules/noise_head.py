@@ -21,18 +21,37 @@ class NoiseHead(nn.Module):
         # No bias: a constant added to every axis would break equivariance.
         self.force_proj = nn.Linear(embed_dim, 1, bias=False)
 
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def _probabilities(self, atom_states, pair_bias):
+        q = self._heads(self.q_proj(atom_states)) * self.head_dim ** -0.5
+        k = self._heads(self.k_proj(atom_states))
+        return torch.softmax((q @ k.transpose(-1, -2) + pair_bias).float(), dim=-1)  # fp32
+
     def forward(self, atom_states: torch.Tensor, pair_bias: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        """atom_states [B, N, D], pair_bias [B, H, N, N], directions [B, N, N, 3] -> [B, N, 3]"""
+        """atom_states [B, N, D], pair_bias [B, H, N, N], directions [B, N, N, 3] -> [B, N, 3]
+
+        force_proj is linear in v, so it is applied to v first: with g_hj = f_h . v_hj (f the
+        map's weights of head h), out_ic = sum_j u_ijc sum_h p_hij g_hj. The same sums as
+        `forward_reference` in another order, without its [B, H, 3, N, head_dim] products.
+        """
+        probs = self._probabilities(atom_states, pair_bias)
+        v = self.v_proj(atom_states).unflatten(-1, (self.num_heads, self.head_dim))
+        per_head = (v * self.force_proj.weight.view(self.num_heads, self.head_dim)).sum(-1)  # [B, N, H]
+        pair_weights = (probs * per_head.transpose(1, 2).unsqueeze(2)).sum(1)  # [B, N, N]
+        return (directions.type_as(pair_weights) * pair_weights.unsqueeze(-1)).sum(2)
+
+    def forward_reference(self, atom_states: torch.Tensor, pair_bias: torch.Tensor,
+                          directions: torch.Tensor) -> torch.Tensor:
+        """The head as stated: per-axis attention outputs of every head, then force_proj."""
         b, n, _ = atom_states.shape
-
-        def heads(x):
-            return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
-
-        q = heads(self.q_proj(atom_states)) * self.head_dim ** -0.5
-        k, v = heads(self.k_proj(atom_states)), heads(self.v_proj(atom_states))
-        probs = torch.softmax((q @ k.transpose(-1, -2) + pair_bias).float(), dim=-1).type_as(q)
+        probs = self._probabilities(atom_states, pair_bias)
+        v = self._heads(self.v_proj(atom_states))
+        probs = probs.type_as(v)
         # [B, H, N, N] x [B, N, N, 3] -> [B, H, 3, N, N]; then weights over partners of v
-        weighted = probs.unsqueeze(2) * directions.permute(0, 3, 1, 2).unsqueeze(1).type_as(q)
+        weighted = probs.unsqueeze(2) * directions.permute(0, 3, 1, 2).unsqueeze(1).type_as(probs)
         out = weighted @ v.unsqueeze(2)  # [B, H, 3, N, head_dim]
         out = out.permute(0, 3, 2, 1, 4).reshape(b, n, 3, -1)
         return self.force_proj(out).squeeze(-1)
