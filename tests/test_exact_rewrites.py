@@ -3,6 +3,8 @@ their plain references (Graphormer's and Transformer-M's formulas through autogr
 import pytest
 import torch
 
+from moleblend_plugin.criterions import pretrain as pretrain_criterion
+from moleblend_plugin.criterions.grouped_cross_entropy import grouped_cross_entropy_reference
 from moleblend_plugin.criterions.pretrain import PretrainCriterion
 from moleblend_plugin.modules import vocabulary as vocab
 from moleblend_plugin.modules.atom_embedding import AtomEmbedding
@@ -10,6 +12,7 @@ from moleblend_plugin.modules import gaussian_distance_bias
 from moleblend_plugin.modules.gaussian_distance_bias import GaussianDistanceBias, GaussianLayer
 from moleblend_plugin.modules.graph_relation_bias import GraphRelationBias
 from moleblend_plugin.modules.noise_head import NoiseHead
+from moleblend_plugin.modules.relation_heads import OuterProductHead
 from moleblend_plugin.modules import relation_mixing as mixing
 
 from model_inputs import ASPIRIN, CAFFEINE, NAPHTHOL, SALT, CriterionModel, batch_of, build_encoder
@@ -220,7 +223,8 @@ def test_gaussian_kernels_below_the_smallest_normal_float_are_zero():
 
 
 def test_a_pretraining_step_has_the_gradients_of_the_reference_forms(monkeypatch):
-    """Loss and every parameter's gradient of a whole MoleBlend step, fast forms vs references."""
+    """Loss and every parameter's gradient of a whole MoleBlend step, fast forms vs references
+    (encoder, heads through the materialized outer product, losses on gathered entries)."""
     batch = batch_of(ASPIRIN, CAFFEINE, SALT)
     criterion = PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
 
@@ -236,6 +240,8 @@ def test_a_pretraining_step_has_the_gradients_of_the_reference_forms(monkeypatch
     monkeypatch.setattr(GaussianDistanceBias, "encode_distances", GaussianDistanceBias.encode_distances_reference)
     monkeypatch.setattr(AtomEmbedding, "atoms", AtomEmbedding.atoms_reference)
     monkeypatch.setattr(NoiseHead, "forward", NoiseHead.forward_reference)
+    monkeypatch.setattr(OuterProductHead, "forward", OuterProductHead.forward_materialized)
+    monkeypatch.setattr(pretrain_criterion, "grouped_cross_entropy", grouped_cross_entropy_reference)
     reference_loss, reference_grads = step()
     _close(fast_loss, reference_loss, rtol=1e-5)
     assert fast_grads.keys() == reference_grads.keys()

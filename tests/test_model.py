@@ -67,8 +67,20 @@ def test_noise_prediction_rotates_with_the_input():
 def test_factorized_relation_head_equals_the_materialized_outer_product():
     torch.manual_seed(0)
     head = OuterProductHead(embed_dim=24, rank=6, num_outputs=7)
+    torch.nn.init.normal_(head.linear.bias)  # a bias to add (it starts at 0)
     states = torch.randn(3, 9, 24)
-    assert torch.allclose(head(states), head.forward_materialized(states), atol=1e-5)
+    upstream = torch.randn(3, 9, 9, 7)
+    values, grads = [], []
+    for form in (head.forward, head.forward_materialized):
+        head.zero_grad()
+        x = states.clone().requires_grad_()
+        out = form(x)
+        (out * upstream).sum().backward()
+        values.append(out.detach())
+        grads.append([x.grad] + [p.grad.clone() for p in head.parameters()])
+    torch.testing.assert_close(values[0], values[1], rtol=1e-5, atol=1e-5)
+    for fast, reference in zip(*grads):
+        torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-5)
 
 
 def _criterion():

@@ -14,7 +14,8 @@ from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from .relation_targets import off_diagonal_pairs, relative_positions, spd_classes, split_bond_logits
+from .grouped_cross_entropy import grouped_cross_entropy
+from .relation_targets import bond_feature_sizes, off_diagonal_pairs, relative_positions, spd_classes
 
 
 @dataclass
@@ -57,27 +58,21 @@ class PretrainCriterion(FairseqCriterion):
         pairs = off_diagonal_pairs(atom_mask)
         terms, log = {}, {}
         if "spd_logits" in output:
-            target = spd_classes(batch["spd"], model.cfg.max_spd_class)[pairs]
-            logits = output["spd_logits"][pairs].float()
-            ce = F.cross_entropy(logits, target, reduction="sum")
+            target = spd_classes(batch["spd"], model.cfg.max_spd_class).unsqueeze(-1)
+            ce, correct = grouped_cross_entropy(output["spd_logits"], target, pairs, [output["spd_logits"].shape[-1]])
             count = pairs.sum()
             terms["spd"] = _mean(ce, count)
-            log.update(spd_loss_sum=ce.detach(), spd_correct=(logits.argmax(-1) == target).sum(), spd_pairs=count)
+            log.update(spd_loss_sum=ce.detach(), spd_correct=correct, spd_pairs=count)
         if "edge_logits" in output:
             # Per hop on the path: the mean of the cross-entropies of the 3 bond features;
             # a hop counts as correct when all three are.
             hops = output["edge_logits"].shape[3]
             path = batch["edge_path"][:, :, :, :hops]
             valid = (path[..., 0] >= 0) & pairs[..., None]
-            target = path[valid]
-            ce, correct = 0.0, None
-            for f, logits in enumerate(split_bond_logits(output["edge_logits"][valid].float())):
-                ce = ce + F.cross_entropy(logits, target[:, f], reduction="sum") / target.shape[1]
-                hit = logits.argmax(-1) == target[:, f]
-                correct = hit if correct is None else correct & hit
+            ce, correct = grouped_cross_entropy(output["edge_logits"], path, valid, bond_feature_sizes())
             count = valid.sum()
             terms["edge"] = _mean(ce, count)
-            log.update(edge_loss_sum=ce.detach(), edge_correct=correct.sum(), edge_hops=count)
+            log.update(edge_loss_sum=ce.detach(), edge_correct=correct, edge_hops=count)
         has_3d = batch["has_3d"]
         pairs_3d = pairs & has_3d[:, None, None]
         if "distance_pred" in output:

@@ -19,9 +19,15 @@ def spd_classes(spd: torch.Tensor, max_class: int) -> torch.Tensor:
     return torch.where(spd == UNREACHABLE_SPD, torch.full_like(spd, UNREACHABLE_CLASS), spd.clamp(max=max_class))
 
 
+def bond_feature_sizes():
+    """Classes of each OGB bond feature (bond type, stereo, conjugation): the edge head's
+    logit groups."""
+    return list(get_bond_feature_dims())
+
+
 def split_bond_logits(logits: torch.Tensor):
     """[..., sum of bond feature sizes] -> one logit tensor per OGB bond feature."""
-    return torch.split(logits, list(get_bond_feature_dims()), dim=-1)
+    return torch.split(logits, bond_feature_sizes(), dim=-1)
 
 
 def relative_positions(coordinates: torch.Tensor) -> torch.Tensor:

@@ -30,11 +30,15 @@ class OuterProductHead(nn.Module):
         return u, v
 
     def forward(self, atom_states: torch.Tensor) -> torch.Tensor:
-        """[B, N, D] -> [B, N, N, C]"""
+        """[B, N, D] -> [B, N, N, C], a view of the product's [B, N, C, N] layout: making it
+        contiguous would copy every logit once more, forward and backward."""
         u, v = self.factors(atom_states)
+        b, n, _ = u.shape
         weight = self.linear.weight.view(self.num_outputs, self.rank, self.rank)
-        left = torch.einsum("bia,cae->bice", u, weight)
-        return torch.einsum("bice,bje->bijc", left, v) + self.linear.bias
+        left = torch.einsum("bia,cae->bice", u, weight).reshape(b, n * self.num_outputs, self.rank)
+        # bias added by the product (beta = 1), broadcast over batch and partners
+        bias = self.linear.bias.to(left.dtype).repeat(n).unsqueeze(-1)
+        return torch.baddbmm(bias, left, v.transpose(1, 2)).view(b, n, self.num_outputs, n).transpose(2, 3)
 
     def forward_materialized(self, atom_states: torch.Tensor) -> torch.Tensor:
         """The same function computed through the explicit r^2 outer product (reference)."""
