@@ -154,7 +154,8 @@ class MoleBlendEncoder(nn.Module):
             coordinates = coordinates + noise
         relations = self.mode.relation_input(pair_mask, batch["has_3d"], self)
         out = self.molecule_encoder(batch, relations, coordinates)
-        h = out.atom_states
+        # the atom rows of [B, 1 + N, D] copied out once, not by each head's linear maps
+        h = out.atom_states.contiguous()
         b, n, _ = h.shape
         result = {"relations": relations, "noise": noise, "atom_states": h}
         if self.spd_head is not None:

@@ -8,6 +8,7 @@ rotates with the molecule.
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class NoiseHead(nn.Module):
@@ -33,13 +34,16 @@ class NoiseHead(nn.Module):
     def forward(self, atom_states: torch.Tensor, pair_bias: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         """atom_states [B, N, D], pair_bias [B, H, N, N], directions [B, N, N, 3] -> [B, N, 3]
 
-        force_proj is linear in v, so it is applied to v first: with g_hj = f_h . v_hj (f the
-        map's weights of head h), out_ic = sum_j u_ijc sum_h p_hij g_hj. The same sums as
-        `forward_reference` in another order, without its [B, H, 3, N, head_dim] products.
+        force_proj is linear, so it is taken into v_proj: with f_h the map's weights of head
+        h, g_hj = f_h . (W_v h_j + b_v)_h is one [D -> H] linear map of the atom states, and
+        out_ic = sum_j u_ijc sum_h p_hij g_hj. The same sums as `forward_reference` in another
+        order, without its [B, H, 3, N, head_dim] products and its D x D value projection.
         """
         probs = self._probabilities(atom_states, pair_bias)
-        v = self.v_proj(atom_states).unflatten(-1, (self.num_heads, self.head_dim))
-        per_head = (v * self.force_proj.weight.view(self.num_heads, self.head_dim)).sum(-1)  # [B, N, H]
+        f = self.force_proj.weight.view(self.num_heads, 1, self.head_dim)
+        value_weight = torch.bmm(f, self.v_proj.weight.view(self.num_heads, self.head_dim, -1)).squeeze(1)  # [H, D]
+        value_bias = (f.squeeze(1) * self.v_proj.bias.view(self.num_heads, self.head_dim)).sum(-1)
+        per_head = F.linear(atom_states, value_weight, value_bias)  # g [B, N, H]
         pair_weights = (probs * per_head.transpose(1, 2).unsqueeze(2)).sum(1)  # [B, N, N]
         return (directions.type_as(pair_weights) * pair_weights.unsqueeze(-1)).sum(2)
 
