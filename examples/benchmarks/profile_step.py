@@ -2,7 +2,7 @@
 
 One architecture, MoleBlend mode, real MOSES molecules with RDKit conformers batched by
 size as training does. Prints
-- by operator: self CPU time of the whole step (forward, losses, backward, Adam), the
+- by operator: self CPU time of the whole step (forward, losses, backward, `fused_adam`), the
   operators that take most of it;
 - by part of the model: its forward and its backward time (ranges opened when the
   gradient reaches the part's output), and the optimizer.
@@ -16,7 +16,7 @@ import os
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from pretraining_speed import ARCHS, batches, build, default_data_dir, load_molecules
+from pretraining_speed import ARCHS, batches, build, default_data_dir, fused_adam, load_molecules
 from moleblend_plugin.cpu_autocast import bf16_autocast
 from moleblend_plugin.criterions.pretrain import PretrainCriterion
 
@@ -120,7 +120,7 @@ def main():
     sections = BackwardSections()
     annotate_parts(model, sections)
     criterion = PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
+    optimizer = fused_adam(model)
     autocast = bf16_autocast(args.bf16)
 
     def step(batch):
