@@ -269,7 +269,7 @@ def main():
         # this run's mean step time in the median's place:
         print(f"    in the earlier form (smallest batch's FLOPs)  {batch_flops[0] / seconds / peak:6.2f}")
         print(f"  materialized / factorized heads step time     {materialized / seconds:6.2f}")
-        print(f"  reference / fast encoder forms step time      {reference / fast:6.2f}  (passes in turn)")
+        print(f"  reference / fast forms step time              {reference / fast:6.2f}  (passes in turn; encoder and noise head)")
         print(f"  bf16 autocast / fp32 step time                {bf16_in_turn / fp32_in_turn:6.2f}  (passes in turn; "
               f"bf16 {batch_size / bf16_in_turn:.1f} molecules/s)")
         print(f"  bf16 vs fp32 loss terms, largest relative difference {worst:.2e}  "
