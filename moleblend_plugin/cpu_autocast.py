@@ -35,6 +35,15 @@ def describe_cpu_bf16_support() -> str:
     return "this CPU reports no bf16 instructions (no AMX-BF16, no AVX512-BF16): bf16 products are emulated and may be slower than fp32"
 
 
+def autocast_dtype(device_type: str):
+    """The dtype autocast casts products to on this device type, None when it is off."""
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+        return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+    if device_type == "cpu":
+        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+    return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+
+
 def bf16_autocast(enabled: bool = True):
     """The context of a step's forward and losses."""
     return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import vocabulary as vocab
+from ..cpu_autocast import autocast_dtype
 
 # sigma = |std| + this, so that no kernel collapses to a delta.
 MIN_KERNEL_WIDTH = 0.01
@@ -56,7 +57,7 @@ class _KernelBiasAndAtomSums(torch.autograd.Function):
         # the MLP's precision: autocast's where it is on (CPU bf16, GPU --amp), else its
         # weights' (bf16 or fp16 on GPUs with fairseq's --bf16 / --fp16)
         device = x.device.type
-        ctx.dtype = _autocast_dtype(device) or w1.dtype
+        ctx.dtype = autocast_dtype(device) or w1.dtype
         ctx.save_for_backward(x, mean, inv_std, pair_weight, w1, b1, w2)
         batch, n = x.shape[:2]
         x_rows, weight_rows = x.reshape(batch * n, n), pair_weight.reshape(batch * n, 1, n)
@@ -106,15 +107,6 @@ class _KernelBiasAndAtomSums(torch.autograd.Function):
             sum_uz += u.mul_(z).sum((0, 1))
         return (grad_x.view_as(x), inv_std * sum_u, (sum_t - sum_uz) / inv_std, None,
                 grad_w1, grad_b1, grad_w2, grad_b2)
-
-
-def _autocast_dtype(device: str):
-    """The dtype autocast casts products to on this device type, None when it is off."""
-    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
-        return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
-    if device == "cpu":
-        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
-    return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
 
 
 def _blocks(x: torch.Tensor):
