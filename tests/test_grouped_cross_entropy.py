@@ -73,3 +73,11 @@ def test_no_valid_entry_gives_zero_loss_and_gradient():
 def test_mismatched_groups_are_refused():
     with pytest.raises(ValueError, match="do not match class groups"):
         grouped_cross_entropy(torch.zeros(2, 12), torch.zeros(2, 3, dtype=torch.long), torch.ones(2, dtype=torch.bool), [5, 6, 2])
+
+
+def test_a_tie_with_the_target_counts_as_right():
+    logits = torch.tensor([[2.0, 2.0, 1.0], [2.0, 2.0, 1.0], [0.0, 3.0, 1.0]])
+    target = torch.tensor([[1], [0], [2]])
+    total, correct = grouped_cross_entropy(logits, target, torch.ones(3, dtype=torch.bool), [3])
+    assert int(correct) == 2  # argmax would give 1: its first-of-ties rule picks class 0
+    torch.testing.assert_close(total, torch.nn.functional.cross_entropy(logits, target[:, 0], reduction="sum"))

@@ -7,7 +7,8 @@ mean over its groups of -log softmax(group)[target]; entries that are not valid 
 the diagonal, hops beyond the path) count for nothing.
 
 `grouped_cross_entropy` computes the sum of those losses over the valid entries on the
-logits as the head made them, whatever their strides, with the backward written out:
+logits as the head made them, walking them in the order of their memory, with the
+backward written out:
 the softmax minus the target's one-hot, times each entry's weight. Gathering the valid
 entries first (`grouped_cross_entropy_reference`) copies them out and scatters their
 gradient back into a zero tensor of the logits' size: for the edge head's
@@ -21,25 +22,29 @@ import torch.nn.functional as F
 
 class _GroupedCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, target, weight, sizes):
-        """logits [..., sum(sizes)] (fp32), target [..., groups] (class within each group, any
-        value where weight is 0), weight [...] -> (sum of weight * sum over groups of the
-        cross-entropy, entries whose every group's argmax is its target, among weight > 0)."""
+    def forward(ctx, logits, target, weight, sizes, dim):
+        """logits [..., sum(sizes), ...] (fp32, classes along `dim`), target [..., groups, ...]
+        (class within each group, any value where weight is 0), weight [..., 1, ...] ->
+        (sum of weight * sum over groups of the cross-entropy, entries with every group's
+        target logit the largest, among weight > 0)."""
         total = logits.new_zeros(())
         correct = weight > 0
         maxima, exp_sums = [], []
         for group, (start, size) in enumerate(_spans(sizes)):
-            x = logits[..., start:start + size]
-            t = target[..., group:group + 1]
+            x = logits.narrow(dim, start, size)
+            t = target.narrow(dim, group, 1)
             # shifted by the group's largest logit, as log_softmax is: a log-normalizer
             # added back to large logits would lose their small differences to rounding
-            best, best_class = x.max(-1, keepdim=True)
-            exp_sum = (x - best).exp_().sum(-1, keepdim=True)
-            total += (weight * (exp_sum.log() + (best - x.gather(-1, t))).squeeze(-1)).sum()
-            correct &= (best_class == t).squeeze(-1)
+            best = x.amax(dim, keepdim=True)
+            picked = x.gather(dim, t)
+            exp_sum = (x - best).exp_().sum(dim, keepdim=True)
+            total += (weight * (exp_sum.log() + best - picked)).sum()
+            # right when the target's logit is the largest (`max` with its index, argmax's
+            # first-of-ties rule, ran 4x slower across the classes' stride)
+            correct &= picked == best
             maxima.append(best)
             exp_sums.append(exp_sum)
-        ctx.sizes = sizes
+        ctx.sizes, ctx.dim = sizes, dim
         ctx.save_for_backward(logits, target, weight, *maxima, *exp_sums)
         ctx.mark_non_differentiable(correct)
         return total, correct.sum()
@@ -47,17 +52,16 @@ class _GroupedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_total, _grad_correct):
         logits, target, weight, *saved = ctx.saved_tensors
-        groups = len(ctx.sizes)
+        groups, dim = len(ctx.sizes), ctx.dim
         maxima, exp_sums = saved[:groups], saved[groups:]
-        # the logits' own strides: the gradient reaches the head's product in its layout
         grad = torch.empty_like(logits)
-        scale = (weight * grad_total).unsqueeze(-1)
+        scale = weight * grad_total
         for group, (start, size) in enumerate(_spans(ctx.sizes)):
-            part = grad[..., start:start + size]
-            torch.sub(logits[..., start:start + size], maxima[group], out=part)
+            part = grad.narrow(dim, start, size)
+            torch.sub(logits.narrow(dim, start, size), maxima[group], out=part)
             part.exp_().mul_(scale / exp_sums[group])  # softmax times the entry's weight
-            part.scatter_add_(-1, target[..., group:group + 1], -scale)
-        return grad, None, None, None
+            part.scatter_add_(dim, target.narrow(dim, group, 1), -scale)
+        return grad, None, None, None, None
 
 
 def _spans(sizes: Sequence[int]):
@@ -71,13 +75,23 @@ def grouped_cross_entropy(logits: torch.Tensor, target: torch.Tensor, valid: tor
                           sizes: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
     """(sum over valid entries of the mean over groups of the cross-entropy, number of valid
     entries with every group right) for logits [..., sum(sizes)], target [..., len(sizes)]
-    and valid [...]. Logits are taken in fp32."""
+    and valid [...]. Logits are taken in fp32. A group is right when no class has a larger
+    logit than the target's: an exact tie counts as right."""
     if logits.shape[-1] != sum(sizes) or target.shape[-1] != len(sizes):
         raise ValueError(f"logits [..., {logits.shape[-1]}] and targets [..., {target.shape[-1]}] do not match "
                          f"class groups of sizes {list(sizes)}")
-    weight = valid.to(torch.float32) / len(sizes)
-    target = torch.where(valid.unsqueeze(-1), target, torch.zeros_like(target)).long()
-    return _GroupedCrossEntropy.apply(logits.float(), target, weight, tuple(sizes))
+    weight = (valid.to(torch.float32) / len(sizes)).unsqueeze(-1)
+    # Dimensions in the order of the logits' memory (the heads' [B, N, C, N] product lays
+    # the classes before the partners): reductions over the classes and the passes over
+    # targets, weights and gradient then walk memory in one order, not at cross purposes.
+    order = sorted(range(logits.dim()), key=lambda d: -logits.stride(d))
+    class_dim = order.index(len(order) - 1)
+    target = target.permute(order).to(torch.long, memory_format=torch.contiguous_format, copy=True)
+    for group, size in enumerate(sizes):
+        # any class index where the entry is not valid (edge paths hold -1 past their end)
+        target.narrow(class_dim, group, 1).clamp_(0, size - 1)
+    return _GroupedCrossEntropy.apply(logits.float().permute(order), target, weight.permute(order).contiguous(),
+                                      tuple(sizes), class_dim)
 
 
 def grouped_cross_entropy_reference(logits, target, valid, sizes):
