@@ -30,7 +30,7 @@ def _value_and_gradient(loss, logits, path, valid, upstream=1.7):
     return total.detach(), int(correct), x.grad
 
 
-@pytest.mark.parametrize("scale", [1.0, 300.0])  # ordinary logits, and logits of hundreds
+@pytest.mark.parametrize("scale", [1.0, 300.0])  # ordinary logits, and logits in the thousands
 def test_edge_loss_equals_cross_entropy_of_the_gathered_entries(scale):
     logits, path, valid = _edge_logits_and_targets(scale)
     assert not logits.is_contiguous() and 0 < int(valid.sum()) < valid.numel()
@@ -58,10 +58,25 @@ def test_one_group_is_the_plain_cross_entropy():
 
 def test_bf16_logits_are_scored_in_fp32():
     logits, path, valid = _edge_logits_and_targets()
-    fast = _value_and_gradient(grouped_cross_entropy, logits.bfloat16(), path, valid)
-    reference = _value_and_gradient(grouped_cross_entropy_reference, logits.bfloat16(), path, valid)
+    logits = logits.bfloat16()  # bf16 rounding makes ties at the top: argmax's rule decides them
+    fast = _value_and_gradient(grouped_cross_entropy, logits, path, valid)
+    reference = _value_and_gradient(grouped_cross_entropy_reference, logits, path, valid)
     torch.testing.assert_close(fast[0], reference[0], rtol=1e-5, atol=0)
+    assert fast[1] == reference[1]
     assert fast[2].dtype == torch.bfloat16
+    torch.testing.assert_close(fast[2].float(), reference[2].float(), rtol=1e-2, atol=1e-3)
+
+
+def test_unscored_entries_take_no_part_even_when_not_finite():
+    logits, path, valid = _edge_logits_and_targets()
+    spoiled = logits.clone()
+    invalid = (~valid).nonzero()
+    spoiled[tuple(invalid[0])] = float("inf")
+    spoiled[tuple(invalid[1])] = float("nan")
+    fast = _value_and_gradient(grouped_cross_entropy, spoiled, path, valid)
+    clean = _value_and_gradient(grouped_cross_entropy, logits, path, valid)
+    assert torch.isfinite(fast[0]) and torch.equal(fast[0], clean[0]) and fast[1] == clean[1]
+    assert torch.equal(fast[2], clean[2])
 
 
 def test_no_valid_entry_gives_zero_loss_and_gradient():
@@ -75,9 +90,16 @@ def test_mismatched_groups_are_refused():
         grouped_cross_entropy(torch.zeros(2, 12), torch.zeros(2, 3, dtype=torch.long), torch.ones(2, dtype=torch.bool), [5, 6, 2])
 
 
-def test_a_tie_with_the_target_counts_as_right():
-    logits = torch.tensor([[2.0, 2.0, 1.0], [2.0, 2.0, 1.0], [0.0, 3.0, 1.0]])
-    target = torch.tensor([[1], [0], [2]])
-    total, correct = grouped_cross_entropy(logits, target, torch.ones(3, dtype=torch.bool), [3])
-    assert int(correct) == 2  # argmax would give 1: its first-of-ties rule picks class 0
-    torch.testing.assert_close(total, torch.nn.functional.cross_entropy(logits, target[:, 0], reduction="sum"))
+@pytest.mark.parametrize("layout", ["contiguous", "classes before partners"])
+def test_ties_follow_argmax_first_of_ties_rule(layout):
+    rows = torch.tensor([[2.0, 2.0, 1.0], [2.0, 2.0, 1.0], [0.0, 3.0, 1.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [0.5, 0.1, 0.2]])
+    target = torch.tensor([[1], [0], [2], [0], [2], [0]])
+    if layout == "contiguous":
+        logits, targets = rows, target
+    else:  # [1, 3 classes, 6 entries] seen as [1, 6 entries, 3 classes], as the heads lay them out
+        logits, targets = rows.t().contiguous().unsqueeze(0).transpose(1, 2), target.unsqueeze(0)
+    valid = torch.ones(logits.shape[:-1], dtype=torch.bool)
+    total, correct = grouped_cross_entropy(logits, targets, valid, [3])
+    # argmax takes the first of tied classes: right on rows 2, 4 and 6 only
+    assert int(correct) == int((rows.argmax(-1) == target[:, 0]).sum()) == 3
+    torch.testing.assert_close(total, torch.nn.functional.cross_entropy(rows, target[:, 0], reduction="sum"))

@@ -83,6 +83,22 @@ def test_factorized_relation_head_equals_the_materialized_outer_product():
         torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-5)
 
 
+def test_relation_head_under_cpu_autocast_adds_its_bias_in_fp32():
+    """As nn.Linear under autocast: the product in bf16, the fp32 bias added to it, so the
+    logits the losses read are fp32 and hold the bias unrounded."""
+    torch.manual_seed(1)
+    head = OuterProductHead(embed_dim=24, rank=6, num_outputs=7)
+    torch.nn.init.zeros_(head.linear.bias)
+    states = torch.randn(3, 9, 24)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        without_bias = head(states)
+        torch.nn.init.normal_(head.linear.bias, std=100.0)  # large enough for bf16 to round it by ~0.3
+        with_bias = head(states)
+    assert with_bias.dtype == torch.float32
+    assert float((with_bias - without_bias - head.linear.bias).abs().max()) < 1e-3
+    assert float((head.linear.bias.bfloat16().float() - head.linear.bias).abs().max()) > 0.05
+
+
 def _criterion():
     return PretrainCriterion(None, 1.0, 1.0, 1.0, 1.0, "l1", "cosine")
 

@@ -8,8 +8,7 @@ the diagonal, hops beyond the path) count for nothing.
 
 `grouped_cross_entropy` computes the sum of those losses over the valid entries on the
 logits as the head made them, walking them in the order of their memory, with the
-backward written out:
-the softmax minus the target's one-hot, times each entry's weight. Gathering the valid
+backward written out: the softmax minus the target's one-hot, times each entry's weight. Gathering the valid
 entries first (`grouped_cross_entropy_reference`) copies them out and scatters their
 gradient back into a zero tensor of the logits' size: for the edge head's
 [B, N, N, hops, 13] logits those copies took more time than the loss.
@@ -26,10 +25,13 @@ class _GroupedCrossEntropy(torch.autograd.Function):
         """logits [..., sum(sizes), ...] (fp32, classes along `dim`), target [..., groups, ...]
         (class within each group, any value where weight is 0), weight [..., 1, ...] ->
         (sum of weight * sum over groups of the cross-entropy, entries with every group's
-        target logit the largest, among weight > 0)."""
+        argmax on its target, among weight > 0). Entries of weight 0 take no part, whatever
+        their logits (also inf or NaN)."""
         total = logits.new_zeros(())
-        correct = weight > 0
+        valid = weight > 0
+        correct = valid.clone()
         maxima, exp_sums = [], []
+        ctx.unscored_not_finite = False
         for group, (start, size) in enumerate(_spans(sizes)):
             x = logits.narrow(dim, start, size)
             t = target.narrow(dim, group, 1)
@@ -38,15 +40,18 @@ class _GroupedCrossEntropy(torch.autograd.Function):
             best = x.amax(dim, keepdim=True)
             picked = x.gather(dim, t)
             exp_sum = (x - best).exp_().sum(dim, keepdim=True)
-            total += (weight * (exp_sum.log() + best - picked)).sum()
-            # right when the target's logit is the largest (`max` with its index, argmax's
-            # first-of-ties rule, ran 4x slower across the classes' stride)
-            correct &= picked == best
+            loss = weight * (exp_sum.log() + best - picked)
+            # an entry with an inf or NaN logit has a maximum that is not finite: if it is
+            # not scored, it must not reach the sum (0 * inf is NaN) nor the gradient
+            if not bool(torch.isfinite(best).all()):
+                ctx.unscored_not_finite = True
+                loss = torch.where(valid, loss, 0.0)
+            total += loss.sum()
+            correct &= _argmax_is(x, best, picked, exp_sum, t, dim)
             maxima.append(best)
             exp_sums.append(exp_sum)
         ctx.sizes, ctx.dim = sizes, dim
         ctx.save_for_backward(logits, target, weight, *maxima, *exp_sums)
-        ctx.mark_non_differentiable(correct)
         return total, correct.sum()
 
     @staticmethod
@@ -60,8 +65,29 @@ class _GroupedCrossEntropy(torch.autograd.Function):
             part = grad.narrow(dim, start, size)
             torch.sub(logits.narrow(dim, start, size), maxima[group], out=part)
             part.exp_().mul_(scale / exp_sums[group])  # softmax times the entry's weight
+            if ctx.unscored_not_finite:
+                part.masked_fill_(weight == 0, 0.0)
             part.scatter_add_(dim, target.narrow(dim, group, 1), -scale)
         return grad, None, None, None, None
+
+
+def _argmax_is(x, best, picked, exp_sum, target, dim):
+    """argmax(x, dim) == target, with argmax's first-of-ties rule, without argmax (it
+    reduces many times slower across the classes' stride). A class tied with the target
+    at the top adds exp(0) = 1 to exp_sum beside the target's own 1, so a tie needs
+    exp_sum >= 2; only then are the classes at the top counted, and only where the target
+    shares the top are the classes before it looked at."""
+    hit = picked == best
+    if not bool((hit & (exp_sum >= 2)).any()):
+        return hit
+    top = x == best
+    tied = hit & (top.sum(dim, keepdim=True, dtype=torch.int32) > 1)
+    if not bool(tied.any()):
+        return hit
+    earlier = torch.zeros_like(hit)
+    for c in range(x.shape[dim] - 1):
+        earlier |= top.narrow(dim, c, 1) & (target > c)
+    return hit & ~earlier
 
 
 def _spans(sizes: Sequence[int]):
@@ -75,8 +101,8 @@ def grouped_cross_entropy(logits: torch.Tensor, target: torch.Tensor, valid: tor
                           sizes: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
     """(sum over valid entries of the mean over groups of the cross-entropy, number of valid
     entries with every group right) for logits [..., sum(sizes)], target [..., len(sizes)]
-    and valid [...]. Logits are taken in fp32. A group is right when no class has a larger
-    logit than the target's: an exact tie counts as right."""
+    and valid [...]. Logits are taken in fp32; a group is right when its argmax (the first
+    of tied classes) is the target."""
     if logits.shape[-1] != sum(sizes) or target.shape[-1] != len(sizes):
         raise ValueError(f"logits [..., {logits.shape[-1]}] and targets [..., {target.shape[-1]}] do not match "
                          f"class groups of sizes {list(sizes)}")

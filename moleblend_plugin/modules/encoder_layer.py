@@ -8,7 +8,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..cpu_autocast import autocast_dtype
 from .dropout import Dropout, dropout
 
 LAYER_NORM_EPS = 1e-5
@@ -48,8 +47,6 @@ class BiasedSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """x [B, L, D], bias [B, H, L, L] (-inf on padded keys) -> [B, L, D]."""
-        # under autocast, cast once for the three projections (each would cast x itself)
-        x = x.to(autocast_dtype(x.device.type) or x.dtype)
         q, k, v = self.split_heads(self.q_proj(x)), self.split_heads(self.k_proj(x)), self.split_heads(self.v_proj(x))
         if self.training and self.attention_dropout > 0 and x.device.type == "cpu":
             out = self.attention_with_cpu_dropout(q, k, v, bias)

@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..cpu_autocast import autocast_dtype
+
 # The official heads use this LayerNorm epsilon.
 HEAD_LAYER_NORM_EPS = 1e-12
 
@@ -36,8 +38,13 @@ class OuterProductHead(nn.Module):
         b, n, _ = u.shape
         weight = self.linear.weight.view(self.num_outputs, self.rank, self.rank)
         left = torch.einsum("bia,cae->bice", u, weight).reshape(b, n * self.num_outputs, self.rank)
+        if autocast_dtype(left.device.type) is not None:
+            # the product in autocast's precision, the bias added in the parameters' (as
+            # nn.Linear's bias is), so the logits keep it unrounded
+            product = torch.bmm(left, v.transpose(1, 2)).view(b, n, self.num_outputs, n).transpose(2, 3)
+            return product + self.linear.bias
         # bias added by the product (beta = 1), broadcast over batch and partners
-        bias = self.linear.bias.to(left.dtype).repeat(n).unsqueeze(-1)
+        bias = self.linear.bias.repeat(n).unsqueeze(-1)
         return torch.baddbmm(bias, left, v.transpose(1, 2)).view(b, n, self.num_outputs, n).transpose(2, 3)
 
     def forward_materialized(self, atom_states: torch.Tensor) -> torch.Tensor:
