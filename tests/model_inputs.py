@@ -6,6 +6,7 @@ import torch
 from moleblend_plugin.data.collate import collate_molecules, molecule_inputs
 from moleblend_data.featurize import FeaturizeOptions, make_record
 from moleblend_plugin.models.moleblend import MoleBlendConfig, MoleBlendEncoder
+from moleblend_plugin.modules import relation_mixing as mixing
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 CAFFEINE = "Cn1c(=O)c2c(ncn2C)n(C)c1=O"
@@ -21,6 +22,12 @@ def record(smiles: str, seed: int = 0):
 
 def batch_of(*smiles: str, with_3d: bool = True):
     return collate_molecules([molecule_inputs(record(s), 0 if with_3d else None) for s in smiles])
+
+
+def all_modalities(batch):
+    """Every pair of real atoms sees its SPD, edge and 3D relations (no blend)."""
+    mask = batch["atom_mask"]
+    return mixing.whole_modalities(mask[:, :, None] & mask[:, None, :], (mixing.SPD, mixing.EDGE, mixing.DISTANCE))
 
 
 def tiny_config(**overrides) -> MoleBlendConfig:

@@ -13,9 +13,8 @@ from moleblend_plugin.modules.gaussian_distance_bias import GaussianDistanceBias
 from moleblend_plugin.modules.graph_relation_bias import GraphRelationBias
 from moleblend_plugin.modules.noise_head import NoiseHead
 from moleblend_plugin.modules.relation_heads import OuterProductHead
-from moleblend_plugin.modules import relation_mixing as mixing
 
-from model_inputs import ASPIRIN, CAFFEINE, NAPHTHOL, SALT, CriterionModel, batch_of, build_encoder
+from model_inputs import ASPIRIN, CAFFEINE, NAPHTHOL, SALT, CriterionModel, all_modalities, batch_of, build_encoder
 
 
 def _randomize(module, seed):
@@ -152,9 +151,8 @@ def _encoded(batch):
     a real batch, from a randomized tiny trunk."""
     encoder = build_encoder(pretrain_mode="moleblend")
     _randomize(encoder, 9)
-    pairs = batch["atom_mask"][:, :, None] & batch["atom_mask"][:, None, :]
     with torch.no_grad():
-        out = encoder.molecule_encoder(batch, mixing.whole_modalities(pairs, (mixing.SPD, mixing.EDGE, mixing.DISTANCE)))
+        out = encoder.molecule_encoder(batch, all_modalities(batch))
     return out.atom_states, out.pair_bias, out.directions
 
 

@@ -2,15 +2,10 @@ import pytest
 import torch
 
 from moleblend_plugin.criterions.pretrain import PretrainCriterion
-from moleblend_plugin.modules import relation_mixing as mixing
 from moleblend_plugin.modules.relation_heads import OuterProductHead
 
-from model_inputs import ASPIRIN, CAFFEINE, ETHANOL, NAPHTHOL, SALT, CriterionModel, batch_of, build_encoder, rotation
-
-
-def _all_modalities(batch):
-    mask = batch["atom_mask"]
-    return mixing.whole_modalities(mask[:, :, None] & mask[:, None, :], (mixing.SPD, mixing.EDGE, mixing.DISTANCE))
+from model_inputs import (ASPIRIN, CAFFEINE, ETHANOL, NAPHTHOL, SALT, CriterionModel, all_modalities, batch_of,
+                          build_encoder, rotation)
 
 
 def test_outputs_do_not_depend_on_other_molecules_in_the_batch():
@@ -18,8 +13,8 @@ def test_outputs_do_not_depend_on_other_molecules_in_the_batch():
     alone = batch_of(ETHANOL)
     together = batch_of(ETHANOL, CAFFEINE, SALT)
     with torch.no_grad():
-        a = encoder.molecule_encoder(alone, _all_modalities(alone))
-        b = encoder.molecule_encoder(together, _all_modalities(together))
+        a = encoder.molecule_encoder(alone, all_modalities(alone))
+        b = encoder.molecule_encoder(together, all_modalities(together))
         n = int(alone["atom_mask"].sum())
         assert torch.allclose(a.atom_states[0, :n], b.atom_states[0, :n], atol=1e-5)
         assert torch.allclose(a.graph_state[0], b.graph_state[0], atol=1e-5)
@@ -33,8 +28,8 @@ def test_3d_encoding_and_distance_prediction_are_invariant_to_rotation_and_trans
     moved = dict(batch)
     moved["coordinates"] = batch["coordinates"] @ rotation(3).T + torch.tensor([1.5, -2.0, 0.7])
     with torch.no_grad():
-        a = encoder.molecule_encoder(batch, _all_modalities(batch))
-        b = encoder.molecule_encoder(moved, _all_modalities(moved))
+        a = encoder.molecule_encoder(batch, all_modalities(batch))
+        b = encoder.molecule_encoder(moved, all_modalities(moved))
         mask = batch["atom_mask"]
         assert torch.allclose(a.atom_states[mask], b.atom_states[mask], atol=1e-4)
         pairs = mask[:, :, None] & mask[:, None, :]
@@ -44,7 +39,7 @@ def test_3d_encoding_and_distance_prediction_are_invariant_to_rotation_and_trans
         # a real test: the encoding does change when the geometry changes shape
         stretched = dict(batch)
         stretched["coordinates"] = batch["coordinates"] * 1.3
-        c = encoder.molecule_encoder(stretched, _all_modalities(stretched))
+        c = encoder.molecule_encoder(stretched, all_modalities(stretched))
         assert not torch.allclose(a.atom_states[mask], c.atom_states[mask], atol=1e-3)
 
 
@@ -58,7 +53,7 @@ def test_noise_prediction_rotates_with_the_input():
     with torch.no_grad():
         outputs = []
         for b in (batch, moved):
-            out = encoder.molecule_encoder(b, _all_modalities(b))
+            out = encoder.molecule_encoder(b, all_modalities(b))
             outputs.append(encoder.noise_head(out.atom_states, out.pair_bias, out.directions))
     assert torch.allclose(outputs[0][mask] @ rot.T, outputs[1][mask], atol=1e-4)
     assert outputs[0][mask].abs().max() > 1e-3

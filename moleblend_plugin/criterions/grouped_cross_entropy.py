@@ -8,10 +8,10 @@ the diagonal, hops beyond the path) count for nothing.
 
 `grouped_cross_entropy` computes the sum of those losses over the valid entries on the
 logits as the head made them, walking them in the order of their memory, with the
-backward written out: the softmax minus the target's one-hot, times each entry's weight. Gathering the valid
-entries first (`grouped_cross_entropy_reference`) copies them out and scatters their
-gradient back into a zero tensor of the logits' size: for the edge head's
-[B, N, N, hops, 13] logits those copies took more time than the loss.
+backward written out: the softmax minus the target's one-hot, times each entry's
+weight. Gathering the valid entries first (`grouped_cross_entropy_reference`) copies
+them out and scatters their gradient back into a zero tensor of the logits' size: for
+the edge head's [B, N, N, hops, 13] logits those copies took more time than the loss.
 """
 from typing import Sequence, Tuple
 

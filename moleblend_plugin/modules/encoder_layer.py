@@ -13,6 +13,12 @@ from .dropout import Dropout, dropout
 LAYER_NORM_EPS = 1e-5
 
 
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """[B, L, H * d] -> [B, H, L, d], a view."""
+    b, n, _ = x.shape
+    return x.view(b, n, num_heads, -1).transpose(1, 2)
+
+
 class DropPath(nn.Module):
     """Drops the whole residual branch of a sample with probability p (stochastic depth)."""
 
@@ -41,13 +47,9 @@ class BiasedSelfAttention(nn.Module):
         self.v_proj = nn.Linear(embed_dim, embed_dim)
         self.out_proj = nn.Linear(embed_dim, embed_dim)
 
-    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
-
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """x [B, L, D], bias [B, H, L, L] (-inf on padded keys) -> [B, L, D]."""
-        q, k, v = self.split_heads(self.q_proj(x)), self.split_heads(self.k_proj(x)), self.split_heads(self.v_proj(x))
+        q, k, v = (split_heads(proj(x), self.num_heads) for proj in (self.q_proj, self.k_proj, self.v_proj))
         if self.training and self.attention_dropout > 0 and x.device.type == "cpu":
             out = self.attention_with_cpu_dropout(q, k, v, bias)
         else:

@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .encoder_layer import split_heads
+
 
 class NoiseHead(nn.Module):
     def __init__(self, embed_dim: int, num_heads: int):
@@ -22,13 +24,9 @@ class NoiseHead(nn.Module):
         # No bias: a constant added to every axis would break equivariance.
         self.force_proj = nn.Linear(embed_dim, 1, bias=False)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
-
     def _probabilities(self, atom_states, pair_bias):
-        q = self._heads(self.q_proj(atom_states)) * self.head_dim ** -0.5
-        k = self._heads(self.k_proj(atom_states))
+        q = split_heads(self.q_proj(atom_states), self.num_heads) * self.head_dim ** -0.5
+        k = split_heads(self.k_proj(atom_states), self.num_heads)
         return torch.softmax((q @ k.transpose(-1, -2) + pair_bias).float(), dim=-1)  # fp32
 
     def forward(self, atom_states: torch.Tensor, pair_bias: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
@@ -52,7 +50,7 @@ class NoiseHead(nn.Module):
         """The head as stated: per-axis attention outputs of every head, then force_proj."""
         b, n, _ = atom_states.shape
         probs = self._probabilities(atom_states, pair_bias)
-        v = self._heads(self.v_proj(atom_states))
+        v = split_heads(self.v_proj(atom_states), self.num_heads)
         probs = probs.type_as(v)
         # [B, H, N, N] x [B, N, N, 3] -> [B, H, 3, N, N]; then weights over partners of v
         weighted = probs.unsqueeze(2) * directions.permute(0, 3, 1, 2).unsqueeze(1).type_as(probs)
