@@ -220,6 +220,28 @@ def test_gaussian_kernels_below_the_smallest_normal_float_are_zero():
     assert torch.equal(fast, kernels)
 
 
+def test_pair_affine_by_index_equals_the_embedding_lookup_and_skips_the_padding_row():
+    """x = a d + c through indexing vs nn.Embedding: values and gradients, with pair types
+    that include the padding row 0 (which gets no gradient in both)."""
+    layer = GaussianLayer(num_kernels=4)
+    _randomize(layer, 6)
+    g = torch.Generator().manual_seed(8)
+    pair_types = torch.randint(0, 40, (3, 5, 5, 2), generator=g)
+    pair_types[0, 0, 0] = 0
+    upstream = [torch.randn(3, 5, 5, generator=g)]
+
+    def affine(method):
+        distance = (torch.rand(3, 5, 5, generator=torch.Generator().manual_seed(9)) * 5).requires_grad_()
+        values, grads = _value_and_gradients(layer, lambda: method(distance, pair_types)[0], upstream)
+        return values + [distance.grad], grads
+
+    fast, reference = affine(layer.affine_and_widths), affine(layer.affine_and_widths_reference)
+    _assert_same(fast, reference)
+    assert set(fast[1]) == {"mul.weight", "bias.weight"}
+    assert fast[1]["mul.weight"][0] == 0 and fast[1]["bias.weight"][0] == 0
+    assert fast[1]["mul.weight"][1:40].abs().min() > 0
+
+
 def test_a_pretraining_step_has_the_gradients_of_the_reference_forms(monkeypatch):
     """Loss and every parameter's gradient of a whole MoleBlend step, fast forms vs references
     (encoder, heads through the materialized outer product, losses on gathered entries)."""
