@@ -4,7 +4,7 @@ Prints, for real molecules (MOSES SMILES with RDKit conformers, PCQM4Mv2-like si
 - pretraining molecules/s (forward + backward + optimizer step, `--optimizer fused_adam`)
   for moleblend_small and moleblend_base in the default MoleBlend mode;
 - achieved FLOP/s (FLOPs of a step counted by torch's FlopCounterMode, divided by the
-  step time) as a fraction of the same run's large-matmul FLOP/s;
+  step time) as a fraction of the large-matmul FLOP/s measured in turns with the steps;
 - the relation heads in their factorized form vs the materialized N x N x r^2 outer
   product (step time ratio; the outputs are equal, see tests/test_model.py);
 - bf16 autocast vs fp32 step time;
@@ -116,10 +116,12 @@ class _Autocast(_Model):
         super().__init__(model.encoder)
 
 
-def step_seconds(model, data, repeats, versus=None):
+def step_seconds(model, data, repeats, versus=None, matmul_rates=None):
     """Mean step time of `model` over the batches, each batch's time the median of its
     `repeats` passes; with `versus`, also that of a second model, the two taking turns
     pass by pass (a pass steps through all batches), so that both see the same machine.
+    With `matmul_rates` (a list), the large-matmul FLOP/s is measured before each pass
+    and appended to it, so that the reference rate sees the machine the passes see.
     Turns of whole passes, not of single steps: a model stepped right after another
     inherits that one's allocator state (freed blocks of other sizes), which a training
     run never does. A mean over the batches, which hold molecules of different sizes, so
@@ -138,6 +140,8 @@ def step_seconds(model, data, repeats, versus=None):
     times = [[[] for _ in data] for _ in models]  # [model][batch] -> seconds of each pass
     for _ in range(repeats):
         for k, (m, optimizer) in enumerate(zip(models, optimizers)):
+            if matmul_rates is not None:
+                matmul_rates.append(matmul_flops_per_second())
             step(m, optimizer, data[0])  # warm-up of this turn
             for b, batch in enumerate(data):
                 start = time.perf_counter()
@@ -233,30 +237,30 @@ def main():
         overrides, batch_size = ARCHS[name]
         data = batches(items, batch_size)
         model = build(overrides)
-        # The large-matmul reference is the fastest of several measurements spread over the
-        # run (before and after the steps it is compared with), so that a busy moment of a
-        # shared machine does not lower it.
-        peaks = [matmul_flops_per_second()]
-        seconds = step_seconds(model, data, args.repeats)
-        peaks.append(matmul_flops_per_second())
+        # The large-matmul reference rate is measured before every pass of every model below
+        # (in turns with them, as the models take turns with each other) and read as the
+        # median of those measurements, as the step times are medians: on a shared machine
+        # both move with its load. The fastest measurement is printed too.
+        rates = []
+        seconds = step_seconds(model, data, args.repeats, matmul_rates=rates)
         batch_flops = step_flops(build(overrides, reference_forms=True), data)
         flops = statistics.mean(batch_flops)
         with materialized_heads():
-            materialized = step_seconds(model, data, args.repeats)
+            materialized = step_seconds(model, data, args.repeats, matmul_rates=rates)
         fast, reference = step_seconds(build(overrides), data, args.repeats,
-                                       versus=build(overrides, reference_forms=True))
+                                       versus=build(overrides, reference_forms=True), matmul_rates=rates)
         fp32_in_turn, bf16_in_turn = step_seconds(build(overrides), data, args.repeats,
-                                                  versus=_Autocast(build(overrides)))
-        blend, no_blend = step_seconds(build(overrides), data, args.repeats, versus=build(overrides, blend=False))
-        peaks.append(matmul_flops_per_second())
-        peak = max(peaks)
+                                                  versus=_Autocast(build(overrides)), matmul_rates=rates)
+        blend, no_blend = step_seconds(build(overrides), data, args.repeats, versus=build(overrides, blend=False),
+                                       matmul_rates=rates)
+        peak, fastest = statistics.median(rates), max(rates)
         fairseq_adam, fused = optimizer_step_seconds(model)
         fp32_terms, bf16_terms = loss_terms(model.eval(), data[-1], False), loss_terms(model, data[-1], True)
         model.train()
         worst = max(abs(bf16_terms[k] - fp32_terms[k]) / abs(fp32_terms[k]) for k in fp32_terms)
         print(f"\n{name} (batch {batch_size}, MoleBlend mode: blend + noisy node)")
-        print(f"  large-matmul throughput        {peak / 1e9:8.1f} GFLOP/s (2048 x 2048 fp32, same threads; "
-              f"fastest of {', '.join(f'{p / 1e9:.0f}' for p in peaks)})")
+        print(f"  large-matmul throughput        {peak / 1e9:8.1f} GFLOP/s (2048 x 2048 fp32, same threads; median of "
+              f"{len(rates)} measurements in turns with the passes, {min(rates) / 1e9:.0f} to {fastest / 1e9:.0f})")
         print(f"  pretraining throughput         {batch_size / seconds:8.1f} molecules/s  (step {seconds * 1e3:.0f} ms)")
         # Four measurements of the same fp32 step in this run (alone, and as the first model of
         # each pair): their spread is the run's own noise on the FLOP fraction.
@@ -264,6 +268,7 @@ def main():
         print(f"  achieved / large-matmul FLOP/s {flops / seconds / peak:8.2f}  ({flops / seconds / 1e9:.1f} GFLOP/s, "
               f"{flops / 1e9:.1f} GFLOP per step on average; {fractions[0]:.2f} to {fractions[-1]:.2f} over the "
               f"run's {len(fractions)} fp32 step measurements)")
+        print(f"    against the fastest matmul measurement        {flops / seconds / fastest:6.2f}")
         # Until 2026-12-04 the fraction divided the FLOPs of the first batch, which holds the
         # smallest molecules, by the median step time over all batches; in that form, with
         # this run's mean step time in the median's place:
