@@ -33,5 +33,7 @@ setup(
             "moleblend-train=moleblend_plugin.train:main",
         ]
     },
+    # the C kernels are compiled on the user's machine at first use
+    package_data={"moleblend_plugin.modules.native": ["*.c"]},
     include_package_data=True,
 )

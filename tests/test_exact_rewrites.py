@@ -11,6 +11,8 @@ from moleblend_plugin.modules.atom_embedding import AtomEmbedding
 from moleblend_plugin.modules import gaussian_distance_bias
 from moleblend_plugin.modules.gaussian_distance_bias import GaussianDistanceBias, GaussianLayer
 from moleblend_plugin.modules.graph_relation_bias import GraphRelationBias
+from moleblend_plugin.modules.native import build as native_build
+from moleblend_plugin.modules.native import gaussian_kernels as fused_kernels
 from moleblend_plugin.modules.noise_head import NoiseHead
 from moleblend_plugin.modules.relation_heads import OuterProductHead
 
@@ -82,9 +84,22 @@ def test_atom_feature_bags_equal_the_summed_embeddings():
     assert not bool(mask.all())  # the batch has padded atoms
 
 
+def _use_kernels(monkeypatch, form):
+    """The 3D bias's kernels in C ("fused", which must build wherever a C compiler is) or
+    through PyTorch ("eager", as on GPUs and CPUs without a compiler)."""
+    if form == "fused":
+        if native_build.compiler() is None:
+            pytest.skip("no C compiler: the fused kernels cannot be built here")
+        assert fused_kernels.available(torch.zeros(1), torch.float32)
+    else:
+        monkeypatch.setattr(fused_kernels, "available", lambda x, dtype: False)
+
+
+@pytest.mark.parametrize("kernels", ["fused", "eager"])
 @pytest.mark.parametrize("pairs_per_block", [None, 30, 1])
-def test_gaussian_bias_and_atom_sums_equal_their_autograd_reference(monkeypatch, pairs_per_block):
+def test_gaussian_bias_and_atom_sums_equal_their_autograd_reference(monkeypatch, pairs_per_block, kernels):
     # pairs_per_block: the default (one block here), blocks of a few atoms, one atom per block
+    _use_kernels(monkeypatch, kernels)
     if pairs_per_block is not None:
         monkeypatch.setattr(gaussian_distance_bias, "PAIRS_PER_BLOCK", pairs_per_block)
     batch = batch_of(ASPIRIN, CAFFEINE, SALT)
@@ -114,10 +129,12 @@ def test_gaussian_bias_and_atom_sums_equal_their_autograd_reference(monkeypatch,
                             "gbf_proj.layer2.bias", "edge_proj.weight", "edge_proj.bias"}
 
 
+@pytest.mark.parametrize("kernels", ["fused", "eager"])
 @pytest.mark.parametrize("pairs_per_block", [None, 30])
-def test_gaussian_bias_under_cpu_autocast_matches_its_reference_under_autocast(monkeypatch, pairs_per_block):
+def test_gaussian_bias_under_cpu_autocast_matches_its_reference_under_autocast(monkeypatch, pairs_per_block, kernels):
     """bf16 products in the forward and the written-out backward alike, fp32 gradients;
     the backward outside autocast, as a training step runs it."""
+    _use_kernels(monkeypatch, kernels)
     if pairs_per_block is not None:
         monkeypatch.setattr(gaussian_distance_bias, "PAIRS_PER_BLOCK", pairs_per_block)
     batch = batch_of(ASPIRIN, CAFFEINE)

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import vocabulary as vocab
+from .native import gaussian_kernels as fused_kernels
 from ..cpu_autocast import autocast_dtype
 
 # sigma = |std| + this, so that no kernel collapses to a delta.
@@ -45,11 +46,11 @@ class _KernelBiasAndAtomSums(torch.autograd.Function):
 
     The [B, N, N, K] kernels and hidden activations are never stored: each block's are
     recomputed in the backward from the pairs' x alone. Made whole, they were the largest
-    tensors of a step and their dozen passes through memory a third of its time. With
-    T = (dL/dpsi + w dL/dS) psi, z = (x - mean) / sigma and U = T z:
-    dL/dx = -sum_k U inv_sigma, dL/dmean = inv_sigma sum U, dL/dinv_sigma = (sum T - sum U z) / inv_sigma.
-    Under CPU autocast the MLP's products run in bf16 in both directions, as nn.Linear's
-    do; the kernels, their sums and every other gradient stay fp32.
+    tensors of a step and their dozen passes through memory a third of its time. The
+    kernels and their backward are `_FusedKernels` (one C pass each) on CPUs that can
+    build them, `_EagerKernels` elsewhere. Under CPU autocast the MLP's products run in
+    bf16 in both directions, as nn.Linear's do; the kernels, their sums and every other
+    gradient stay fp32.
     """
 
     @staticmethod
@@ -60,15 +61,14 @@ class _KernelBiasAndAtomSums(torch.autograd.Function):
         ctx.dtype = autocast_dtype(device) or w1.dtype
         ctx.save_for_backward(x, mean, inv_std, pair_weight, w1, b1, w2)
         batch, n = x.shape[:2]
-        x_rows, weight_rows = x.reshape(batch * n, n), pair_weight.reshape(batch * n, 1, n)
+        kernels = _block_kernels(x, mean, inv_std, pair_weight, ctx.dtype)
         bias = x.new_empty(batch * n, n, w2.shape[0], dtype=ctx.dtype)
         sums = x.new_empty(batch * n, mean.shape[0])
         w1, b1, w2, b2 = (p.to(ctx.dtype) for p in (w1, b1, w2, b2))
         with torch.autocast(device, enabled=False):
             for block in _blocks(x):
-                z, psi = _kernels(x_rows[block], mean, inv_std)
-                sums[block] = (weight_rows[block] @ psi).squeeze(-2)
-                bias[block] = F.linear(F.gelu(F.linear(psi.to(ctx.dtype), w1, b1)), w2, b2)
+                psi, sums[block] = kernels.forward(block, with_sums=True)
+                bias[block] = F.linear(F.gelu(F.linear(psi, w1, b1)), w2, b2)
         return bias.view(batch, n, n, w2.shape[0]), sums.view(batch, n, mean.shape[0])
 
     @staticmethod
@@ -76,37 +76,102 @@ class _KernelBiasAndAtomSums(torch.autograd.Function):
         x, mean, inv_std, pair_weight, *weights = ctx.saved_tensors
         w1, b1, w2 = (p.to(ctx.dtype) for p in weights)
         batch, n = x.shape[:2]
-        x_rows, weight_rows = x.reshape(batch * n, n), pair_weight.reshape(batch * n, n, 1)
+        heads, num_kernels = w2.shape[0], mean.shape[0]
         # reshaped once: the bias's gradient arrives through a permute, not contiguous
-        heads, kernels = w2.shape[0], mean.shape[0]
         grad_bias = (x.new_zeros(batch * n, n, heads) if grad_bias is None
                      else grad_bias.reshape(batch * n, n, heads))
-        grad_sums = None if grad_sums is None else grad_sums.reshape(batch * n, 1, kernels)
-        grad_x = x.new_empty(batch * n, n)
+        grad_sums = None if grad_sums is None else grad_sums.reshape(batch * n, num_kernels).contiguous()
+        kernels = _block_kernels(x, mean, inv_std, pair_weight, ctx.dtype)
         grad_w1, grad_b1, grad_w2 = (torch.zeros_like(p) for p in weights)
         grad_b2 = torch.zeros(w2.shape[0], dtype=grad_w2.dtype, device=x.device)
-        sum_t, sum_u, sum_uz = (torch.zeros_like(mean) for _ in range(3))
         for block in _blocks(x):
-            z, psi = _kernels(x_rows[block], mean, inv_std)
-            psi_in = psi.to(ctx.dtype)
-            hidden = F.linear(psi_in, w1, b1)
+            psi, _ = kernels.forward(block, with_sums=False)
+            hidden = F.linear(psi, w1, b1)
             grad_out = grad_bias[block].to(ctx.dtype)
             grad_w2 += _outer_sum(grad_out, F.gelu(hidden))
             grad_b2 += grad_out.sum((0, 1), dtype=grad_b2.dtype)
             grad_hidden = torch.ops.aten.gelu_backward(grad_out @ w2, hidden)
-            grad_w1 += _outer_sum(grad_hidden, psi_in)
+            grad_w1 += _outer_sum(grad_hidden, psi)
             grad_b1 += grad_hidden.sum((0, 1), dtype=grad_b1.dtype)
-            t = (grad_hidden @ w1).float()
-            if grad_sums is not None:
-                t.addcmul_(weight_rows[block], grad_sums[block])
-            t.mul_(psi)
-            u = t * z
-            grad_x[block] = -(u @ inv_std)
-            sum_t += t.sum((0, 1))
-            sum_u += u.sum((0, 1))
-            sum_uz += u.mul_(z).sum((0, 1))
-        return (grad_x.view_as(x), inv_std * sum_u, (sum_t - sum_uz) / inv_std, None,
-                grad_w1, grad_b1, grad_w2, grad_b2)
+            kernels.backward(block, grad_hidden @ w1, None if grad_sums is None else grad_sums[block])
+        grad_x, grad_mean, grad_inv_std = kernels.gradients()
+        return (grad_x, grad_mean, grad_inv_std, None, grad_w1, grad_b1, grad_w2, grad_b2)
+
+
+def _block_kernels(x, mean, inv_std, pair_weight, dtype):
+    kind = _FusedKernels if fused_kernels.available(x, dtype) else _EagerKernels
+    return kind(x, mean, inv_std, pair_weight, dtype)
+
+
+class _EagerKernels:
+    """The kernels of blocks of atom rows, and their backward, through PyTorch operators.
+
+    With T = (dL/dpsi + w dL/dS) psi, z = (x - mean) / sigma and U = T z:
+    dL/dx = -sum_k U inv_sigma, dL/dmean = inv_sigma sum U, dL/dinv_sigma = (sum T - sum U z) / inv_sigma.
+    `backward(block, ...)` follows `forward(block, ...)` of the same block, whose z and psi it uses.
+    """
+
+    def __init__(self, x, mean, inv_std, pair_weight, dtype):
+        batch, n = x.shape[:2]
+        self.x_shape, self.dtype = x.shape, dtype
+        self.x_rows, self.weight_rows = x.reshape(batch * n, n), pair_weight.reshape(batch * n, n)
+        self.mean, self.inv_std = mean, inv_std
+        self.grad_x = None
+        self.sum_t, self.sum_u, self.sum_uz = (torch.zeros_like(mean) for _ in range(3))
+
+    def forward(self, block, with_sums):
+        """psi of the block's pairs [rows, n, K] in the MLP's dtype; with `with_sums`, the
+        rows' weighted sums over their pairs [rows, K] in fp32."""
+        self.z, self.psi = _kernels(self.x_rows[block], self.mean, self.inv_std)
+        sums = (self.weight_rows[block].unsqueeze(-2) @ self.psi).squeeze(-2) if with_sums else None
+        return self.psi.to(self.dtype), sums
+
+    def backward(self, block, grad_psi, grad_sums):
+        if self.grad_x is None:
+            self.grad_x = self.x_rows.new_empty(self.x_rows.shape)
+        t = grad_psi.float()
+        if grad_sums is not None:
+            t.addcmul_(self.weight_rows[block].unsqueeze(-1), grad_sums.unsqueeze(-2))
+        t.mul_(self.psi)
+        u = t * self.z
+        self.grad_x[block] = -(u @ self.inv_std)
+        self.sum_t += t.sum((0, 1))
+        self.sum_u += u.sum((0, 1))
+        self.sum_uz += u.mul_(self.z).sum((0, 1))
+
+    def gradients(self):
+        """dL/dx [B, N, N], dL/dmean and dL/dinv_sigma [K], once every block's backward ran."""
+        grad_x = self.x_rows.new_zeros(self.x_rows.shape) if self.grad_x is None else self.grad_x
+        return (grad_x.view(self.x_shape), self.inv_std * self.sum_u,
+                (self.sum_t - self.sum_uz) / self.inv_std)
+
+
+class _FusedKernels(_EagerKernels):
+    """`_EagerKernels`' function in one C pass per block and direction (fp32 or bf16 kernels
+    on CPUs): the dozen elementwise passes of the PyTorch form, each through memory, were
+    most of the 3D bias's time."""
+
+    def __init__(self, x, mean, inv_std, pair_weight, dtype):
+        super().__init__(x, mean, inv_std, pair_weight, dtype)
+        self.weight_rows = self.weight_rows.contiguous()
+        self.log_norm = fused_kernels.log_normalizers(inv_std)
+        self.pair_sums = None
+
+    def forward(self, block, with_sums):
+        return fused_kernels.kernels(self.x_rows[block], self.weight_rows[block], self.mean, self.inv_std,
+                                     self.log_norm, self.dtype, with_sums)
+
+    def backward(self, block, grad_psi, grad_sums):
+        if self.grad_x is None:
+            self.grad_x = self.x_rows.new_empty(self.x_rows.shape)
+            self.pair_sums = fused_kernels.new_pair_sums(self.mean.shape[0])
+        fused_kernels.backward(self.x_rows[block], self.weight_rows[block], self.mean, self.inv_std,
+                               self.log_norm, grad_psi.contiguous(), grad_sums, self.grad_x[block], self.pair_sums)
+
+    def gradients(self):
+        if self.pair_sums is not None:
+            self.sum_t, self.sum_u, self.sum_uz = self.pair_sums.sum(0)
+        return super().gradients()
 
 
 def _blocks(x: torch.Tensor):
