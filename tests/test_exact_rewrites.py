@@ -203,6 +203,20 @@ def test_noise_head_equals_its_per_axis_reference(autocast):
     assert reference[0][0].abs().max() > 1e-3 and len(fast[1]) == len(list(head.parameters())) - 1
 
 
+def test_gaussian_bias_takes_the_block_form_on_cpus_and_the_whole_tensor_form_elsewhere(monkeypatch):
+    def block_form(*args):
+        raise AssertionError("block form taken")
+
+    monkeypatch.setattr(gaussian_distance_bias._KernelBiasAndAtomSums, "apply", block_form)
+    layer = GaussianDistanceBias(num_heads=4, embed_dim=8, num_kernels=16)
+    inputs = (torch.rand(2, 5, 5), torch.ones(2, 5, 5, 2, dtype=torch.long), torch.ones(2, 5, 5))
+    with pytest.raises(AssertionError, match="block form taken"):
+        layer.encode_distances(*inputs)
+    # the device of a GPU as far as the dispatch can tell, without one
+    encoded = layer.to("meta").encode_distances(*(t.to("meta") for t in inputs))
+    assert encoded.bias.shape == (2, 4, 5, 5) and encoded.atom_features.shape == (2, 5, 8)
+
+
 @pytest.mark.parametrize("batch_size, atoms", [(2, 0), (0, 5), (3, 1)])
 def test_gaussian_bias_of_empty_batches_and_single_atoms(batch_size, atoms):
     layer = GaussianDistanceBias(num_heads=4, embed_dim=8, num_kernels=16)

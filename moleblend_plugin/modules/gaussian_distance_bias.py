@@ -48,15 +48,15 @@ class _KernelBiasAndAtomSums(torch.autograd.Function):
     recomputed in the backward from the pairs' x alone. Made whole, they were the largest
     tensors of a step and their dozen passes through memory a third of its time. The
     kernels and their backward are `_FusedKernels` (one C pass each) on CPUs that can
-    build them, `_EagerKernels` elsewhere. Under CPU autocast the MLP's products run in
+    build them, `_EagerKernels` where they cannot be built. Under CPU autocast the MLP's products run in
     bf16 in both directions, as nn.Linear's do; the kernels, their sums and every other
     gradient stay fp32.
     """
 
     @staticmethod
     def forward(ctx, x, mean, inv_std, pair_weight, w1, b1, w2, b2):
-        # the MLP's precision: autocast's where it is on (CPU bf16, GPU --amp), else its
-        # weights' (bf16 or fp16 on GPUs with fairseq's --bf16 / --fp16)
+        # the MLP's precision: autocast's where it is on (CPU bf16), else its weights'
+        # (bf16 where fairseq's --bf16 casts the model)
         device = x.device.type
         ctx.dtype = autocast_dtype(device) or w1.dtype
         ctx.save_for_backward(x, mean, inv_std, pair_weight, w1, b1, w2)
@@ -176,11 +176,9 @@ class _FusedKernels(_EagerKernels):
 
 def _blocks(x: torch.Tensor):
     """Slices of the batch * n atoms of x [B, N, N] (each with its n partners), about
-    PAIRS_PER_BLOCK pairs each on a CPU; one block on other devices, where small blocks
-    would mean many small kernel launches."""
+    PAIRS_PER_BLOCK pairs each."""
     batch, n = x.shape[:2]
-    per_block = PAIRS_PER_BLOCK if x.device.type == "cpu" else x.numel()
-    rows = max(1, per_block // max(n, 1))
+    rows = max(1, PAIRS_PER_BLOCK // max(n, 1))
     return [slice(start, start + rows) for start in range(0, batch * n, rows)]
 
 
@@ -289,7 +287,13 @@ class GaussianDistanceBias(nn.Module):
                          pair_weight: torch.Tensor) -> DistanceEncoding:
         """The encoding of a [B, N, N] distance matrix (e.g. distances predicted from the 2D
         graph, which have no directions). Padded pairs are not masked here: their bias is
-        -inf (keys) or unused (queries), and their pair weight is 0."""
+        -inf (keys) or unused (queries), and their pair weight is 0.
+
+        The block-wise form is for CPUs. On GPUs the whole-tensor form through autograd runs
+        faster (fewer, larger kernels and nothing recomputed), at the memory of the
+        [B, N, N, K] kernels it keeps (docs/pretraining.md, "On a GPU")."""
+        if distance.device.type != "cpu":
+            return self.encode_distances_reference(distance, pair_types, pair_weight)
         x, mean, inv_std = self.gbf.affine_and_widths(distance, pair_types)
         mlp = self.gbf_proj
         bias, atom_sums = _KernelBiasAndAtomSums.apply(
