@@ -171,8 +171,9 @@ class DeviceCheck:
             grad, = torch.autograd.grad(loss, logits)
             ref_loss, ref_correct = grouped_cross_entropy_reference(logits, target, valid, sizes)[:2]
             ref_grad, = torch.autograd.grad(ref_loss, logits)
-            print(f"grouped cross-entropy ({layout}): loss {float(loss.detach()):.6f} vs {float(ref_loss.detach()):.6f}, correct "
-                  f"{int(correct)} vs {int(ref_correct)}, gradient {_relative(grad, ref_grad):.1e}")
+            print(f"grouped cross-entropy ({layout}): loss {float(loss.detach()):.6f} vs "
+                  f"{float(ref_loss.detach()):.6f}, correct {int(correct)} vs {int(ref_correct)}, gradient "
+                  f"{_relative(grad, ref_grad):.1e}")
 
     def _molecules_per_second(self, arch, autocast, forms, steps):
         model = self._model(arch, dropout=True)
