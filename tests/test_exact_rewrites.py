@@ -86,20 +86,31 @@ def test_atom_feature_bags_equal_the_summed_embeddings():
 
 def _use_kernels(monkeypatch, form):
     """The 3D bias's kernels in C ("fused", which must build wherever a C compiler is) or
-    through PyTorch ("eager", as on GPUs and CPUs without a compiler)."""
+    through PyTorch ("eager", as on CPUs without a compiler). Returns the C functions'
+    calls by name, counted, so that a test can tell that they ran."""
+    calls = {"kernels": 0, "backward": 0}
     if form == "fused":
         if native_build.compiler() is None:
             pytest.skip("no C compiler: the fused kernels cannot be built here")
-        assert fused_kernels.available(torch.zeros(1), torch.float32)
+        for name in calls:
+            def counted(*args, _name=name, _function=getattr(fused_kernels, name), **kwargs):
+                calls[_name] += 1
+                return _function(*args, **kwargs)
+            monkeypatch.setattr(fused_kernels, name, counted)
     else:
         monkeypatch.setattr(fused_kernels, "available", lambda x, dtype: False)
+    return calls
+
+
+def _check_kernels_ran(calls, form):
+    assert (calls["kernels"] > 0 and calls["backward"] > 0) == (form == "fused"), calls
 
 
 @pytest.mark.parametrize("kernels", ["fused", "eager"])
 @pytest.mark.parametrize("pairs_per_block", [None, 30, 1])
 def test_gaussian_bias_and_atom_sums_equal_their_autograd_reference(monkeypatch, pairs_per_block, kernels):
     # pairs_per_block: the default (one block here), blocks of a few atoms, one atom per block
-    _use_kernels(monkeypatch, kernels)
+    calls = _use_kernels(monkeypatch, kernels)
     if pairs_per_block is not None:
         monkeypatch.setattr(gaussian_distance_bias, "PAIRS_PER_BLOCK", pairs_per_block)
     batch = batch_of(ASPIRIN, CAFFEINE, SALT)
@@ -122,6 +133,7 @@ def test_gaussian_bias_and_atom_sums_equal_their_autograd_reference(monkeypatch,
         return values + [distance.grad], grads
 
     fast, reference = encode(layer.encode_distances), encode(layer.encode_distances_reference)
+    _check_kernels_ran(calls, kernels)
     # sums over many blocks add up in another order than over the whole tensor: a few more ulps
     _assert_same(fast, reference, rtol=1e-5 if pairs_per_block is None else 1e-4)
     assert set(fast[1]) == {"gbf.means.weight", "gbf.stds.weight", "gbf.mul.weight", "gbf.bias.weight",
@@ -134,7 +146,7 @@ def test_gaussian_bias_and_atom_sums_equal_their_autograd_reference(monkeypatch,
 def test_gaussian_bias_under_cpu_autocast_matches_its_reference_under_autocast(monkeypatch, pairs_per_block, kernels):
     """bf16 products in the forward and the written-out backward alike, fp32 gradients;
     the backward outside autocast, as a training step runs it."""
-    _use_kernels(monkeypatch, kernels)
+    calls = _use_kernels(monkeypatch, kernels)
     if pairs_per_block is not None:
         monkeypatch.setattr(gaussian_distance_bias, "PAIRS_PER_BLOCK", pairs_per_block)
     batch = batch_of(ASPIRIN, CAFFEINE)
@@ -155,6 +167,7 @@ def test_gaussian_bias_under_cpu_autocast_matches_its_reference_under_autocast(m
         ((encoded.bias.float() * upstream[0]).sum() + 2 * (encoded.atom_features.float() * upstream[1]).sum()).backward()
         results.append(([encoded.bias.detach().float(), encoded.atom_features.detach().float(), distance.grad],
                         {n: p.grad.clone() for n, p in layer.named_parameters()}))
+    _check_kernels_ran(calls, kernels)
     (fast_out, fast_grads), (ref_out, ref_grads) = results
     for a, b in zip(fast_out, ref_out):
         _close(a, b, rtol=3e-2)

@@ -49,11 +49,24 @@ def test_kernels_and_sums_match_the_density_in_float64():
 
 
 def test_bf16_kernels_are_the_fp32_kernels_rounded_to_nearest_even():
-    x, weight, mean, inv_std = _inputs(rows=13, n=11, k=64, seed=1)
+    x, weight, mean, inv_std = _inputs(rows=128, n=64, k=128, seed=1)
     psi32, _ = _kernels(x, weight, mean, inv_std)
     psi16, none = _kernels(x, weight, mean, inv_std, torch.bfloat16, with_sums=False)
     assert none is None and psi16.dtype == torch.bfloat16
+    # values halfway between two bf16 numbers, where rounding half up or half away would differ
+    ties = ((psi32.view(torch.int32) & 0xFFFF) == 0x8000) & (psi32 != 0)
+    assert ties.sum() >= 3
     assert torch.equal(psi16, psi32.to(torch.bfloat16))
+
+
+def test_nan_arguments_stay_nan_and_infinite_ones_give_zero_as_in_the_pytorch_form():
+    x, weight, mean, inv_std = _inputs(seed=6)
+    x[0, 1], x[1, 2], x[2, 3] = float("nan"), float("inf"), -float("inf")
+    psi, sums = _kernels(x, weight, mean, inv_std)
+    _, eager = gaussian_distance_bias._kernels(x, mean, inv_std)
+    assert torch.equal(psi.isnan(), eager.isnan()) and psi[0, 1].isnan().all()
+    assert (psi[1, 2] == 0).all() and (psi[2, 3] == 0).all() and (eager[1, 2] == 0).all()
+    assert sums[0].isnan().all() and sums[1:].isfinite().all()  # 0 x NaN is NaN, as in the PyTorch sum
 
 
 def test_kernels_below_the_smallest_normal_float_are_zero():
@@ -101,14 +114,30 @@ def test_backward_gives_the_same_bits_on_every_run():
     assert all(torch.equal(a, b) for a, b in zip(*runs))
 
 
-def test_strided_or_mistyped_inputs_are_refused():
+def test_strided_mistyped_or_misshapen_inputs_are_refused():
     x, weight, mean, inv_std = _inputs()
+    log_norm = fused_kernels.log_normalizers(inv_std)
     with pytest.raises(ValueError, match="contiguous"):
         _kernels(x.t(), weight.t(), mean, inv_std)
+    with pytest.raises(ValueError, match="weight"):
+        fused_kernels.kernels(x, weight[:, :3].contiguous(), mean, inv_std, log_norm, torch.float32, True)
+    with pytest.raises(ValueError, match="written in"):
+        fused_kernels.kernels(x, weight, mean, inv_std, log_norm, torch.float16, True)
+
+    def backward(grad_psi=None, grad_sums=None, pair_sums=None):
+        fused_kernels.backward(x, weight, mean, inv_std, log_norm,
+                               torch.zeros(*x.shape, mean.shape[0]) if grad_psi is None else grad_psi, grad_sums,
+                               torch.empty_like(x), fused_kernels.new_pair_sums(mean.shape[0]) if pair_sums is None
+                               else pair_sums)
+
     with pytest.raises(ValueError, match="grad_psi"):
-        fused_kernels.backward(x, weight, mean, inv_std, fused_kernels.log_normalizers(inv_std),
-                               torch.zeros(*x.shape, 3), None, torch.empty_like(x),
-                               fused_kernels.new_pair_sums(mean.shape[0]))
+        backward(grad_psi=torch.zeros(*x.shape, 3))
+    with pytest.raises(ValueError, match="grad_sums"):
+        backward(grad_sums=torch.zeros(x.shape[0], 3))
+    with pytest.raises(ValueError, match="threads"):
+        backward(pair_sums=torch.zeros(0, 3, mean.shape[0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="pair_sums"):
+        backward(pair_sums=torch.zeros(torch.get_num_threads(), 3, mean.shape[0]))  # float32
 
 
 @pytest.fixture
@@ -129,8 +158,9 @@ def test_the_library_is_built_once_into_the_cache(fresh_build):
     assert os.listdir(fresh_build) == built and os.path.getmtime(fresh_build / built[0]) == mtime
 
 
-def test_switched_off_or_unbuildable_kernels_leave_the_pytorch_form(fresh_build, monkeypatch, caplog):
-    monkeypatch.setenv("MOLEBLEND_NATIVE", "0")
+@pytest.mark.parametrize("off", ["0", "off", "False"])
+def test_switched_off_or_unbuildable_kernels_leave_the_pytorch_form(fresh_build, monkeypatch, caplog, off):
+    monkeypatch.setenv("MOLEBLEND_NATIVE", off)
     assert native_build.load_library("gaussian_kernels.c") is None
     assert not fused_kernels.available(torch.zeros(1), torch.float32)
     monkeypatch.delenv("MOLEBLEND_NATIVE")

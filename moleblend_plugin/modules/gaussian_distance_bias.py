@@ -61,13 +61,13 @@ class _KernelBiasAndAtomSums(torch.autograd.Function):
         ctx.dtype = autocast_dtype(device) or w1.dtype
         ctx.save_for_backward(x, mean, inv_std, pair_weight, w1, b1, w2)
         batch, n = x.shape[:2]
-        kernels = _block_kernels(x, mean, inv_std, pair_weight, ctx.dtype)
+        block_kernels = _block_kernels(x, mean, inv_std, pair_weight, ctx.dtype)
         bias = x.new_empty(batch * n, n, w2.shape[0], dtype=ctx.dtype)
         sums = x.new_empty(batch * n, mean.shape[0])
         w1, b1, w2, b2 = (p.to(ctx.dtype) for p in (w1, b1, w2, b2))
         with torch.autocast(device, enabled=False):
             for block in _blocks(x):
-                psi, sums[block] = kernels.forward(block, with_sums=True)
+                psi, sums[block] = block_kernels.forward(block, with_sums=True)
                 bias[block] = F.linear(F.gelu(F.linear(psi, w1, b1)), w2, b2)
         return bias.view(batch, n, n, w2.shape[0]), sums.view(batch, n, mean.shape[0])
 
@@ -77,15 +77,15 @@ class _KernelBiasAndAtomSums(torch.autograd.Function):
         w1, b1, w2 = (p.to(ctx.dtype) for p in weights)
         batch, n = x.shape[:2]
         heads, num_kernels = w2.shape[0], mean.shape[0]
+        # (autograd hands in zeros for an output without gradient: neither is None)
         # reshaped once: the bias's gradient arrives through a permute, not contiguous
-        grad_bias = (x.new_zeros(batch * n, n, heads) if grad_bias is None
-                     else grad_bias.reshape(batch * n, n, heads))
-        grad_sums = None if grad_sums is None else grad_sums.reshape(batch * n, num_kernels).contiguous()
-        kernels = _block_kernels(x, mean, inv_std, pair_weight, ctx.dtype)
+        grad_bias = grad_bias.reshape(batch * n, n, heads)
+        grad_sums = grad_sums.reshape(batch * n, num_kernels).contiguous()
+        block_kernels = _block_kernels(x, mean, inv_std, pair_weight, ctx.dtype)
         grad_w1, grad_b1, grad_w2 = (torch.zeros_like(p) for p in weights)
         grad_b2 = torch.zeros(w2.shape[0], dtype=grad_w2.dtype, device=x.device)
         for block in _blocks(x):
-            psi, _ = kernels.forward(block, with_sums=False)
+            psi, _ = block_kernels.forward(block, with_sums=False)
             hidden = F.linear(psi, w1, b1)
             grad_out = grad_bias[block].to(ctx.dtype)
             grad_w2 += _outer_sum(grad_out, F.gelu(hidden))
@@ -93,8 +93,8 @@ class _KernelBiasAndAtomSums(torch.autograd.Function):
             grad_hidden = torch.ops.aten.gelu_backward(grad_out @ w2, hidden)
             grad_w1 += _outer_sum(grad_hidden, psi)
             grad_b1 += grad_hidden.sum((0, 1), dtype=grad_b1.dtype)
-            kernels.backward(block, grad_hidden @ w1, None if grad_sums is None else grad_sums[block])
-        grad_x, grad_mean, grad_inv_std = kernels.gradients()
+            block_kernels.backward(block, grad_hidden @ w1, grad_sums[block])
+        grad_x, grad_mean, grad_inv_std = block_kernels.gradients()
         return (grad_x, grad_mean, grad_inv_std, None, grad_w1, grad_b1, grad_w2, grad_b2)
 
 
@@ -129,9 +129,7 @@ class _EagerKernels:
     def backward(self, block, grad_psi, grad_sums):
         if self.grad_x is None:
             self.grad_x = self.x_rows.new_empty(self.x_rows.shape)
-        t = grad_psi.float()
-        if grad_sums is not None:
-            t.addcmul_(self.weight_rows[block].unsqueeze(-1), grad_sums.unsqueeze(-2))
+        t = grad_psi.float().addcmul_(self.weight_rows[block].unsqueeze(-1), grad_sums.unsqueeze(-2))
         t.mul_(self.psi)
         u = t * self.z
         self.grad_x[block] = -(u @ self.inv_std)
@@ -170,7 +168,7 @@ class _FusedKernels(_EagerKernels):
 
     def gradients(self):
         if self.pair_sums is not None:
-            self.sum_t, self.sum_u, self.sum_uz = self.pair_sums.sum(0)
+            self.sum_t, self.sum_u, self.sum_uz = self.pair_sums.sum(0).float()
         return super().gradients()
 
 

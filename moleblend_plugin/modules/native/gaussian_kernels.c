@@ -4,12 +4,13 @@
  * the log density is at or below log(FLT_MIN) (no subnormal kernels), in one pass per pair
  * row instead of one pass per elementwise operator, with the weighted sums over each atom's
  * partners taken in the same pass; and the backward of psi and of the sums with respect to
- * x, mean and inv_std, recomputing z and psi. Called through ctypes by
- * gaussian_kernels_native.py, which compiles this file on first use.
+ * x, mean and inv_std, recomputing z and psi. build.py compiles this file on first use;
+ * gaussian_kernels.py calls it through ctypes.
  *
  * Rows are the atoms of a block (row r holds its n partners' x and weights); threads split
- * rows. Each row's work is cloned for AVX-512, AVX2 and plain x86-64 and picked at load
- * time, so that one build runs on every x86 CPU of a cluster.
+ * rows. Built by GCC for x86-64, each row's work is cloned for AVX-512, AVX2 and plain
+ * x86-64 and picked at load time, so that one build runs on every x86 CPU of a cluster.
+ * The exp's rounding step needs IEEE arithmetic: the build passes -fno-fast-math.
  */
 #include <stdint.h>
 #include <string.h>
@@ -62,7 +63,8 @@ static inline void pair_kernels(float x, const float *restrict mean, const float
         float log_density = log_norm[c] - 0.5f * z * z;
         int normal = log_density > LOG_FLT_MIN;
         float psi = exp_normal(normal ? (log_density < 88.0f ? log_density : 88.0f) : LOG_FLT_MIN);
-        psi_out[c] = normal ? psi : 0.0f;
+        /* NaN (a NaN x) stays NaN, as in the PyTorch form, so that it reaches the loss */
+        psi_out[c] = normal ? psi : (log_density <= LOG_FLT_MIN ? 0.0f : log_density);
         z_out[c] = z;
     }
 }
@@ -103,15 +105,18 @@ void gaussian_kernels_forward(const float *x, const float *weight, int64_t rows,
     }
 }
 
-/* With T = (dL/dpsi + w dL/dsums) psi and U = T z: dL/dx = -sum_k U inv_std; the sums over
- * pairs of T, U and U z are added to acc[0..k), acc[k..2k), acc[2k..3k). */
+/* With T = (dL/dpsi + w dL/dsums) psi and U = T z: dL/dx = -sum_k U inv_std; the row's
+ * sums over its pairs of T, U and U z are added to acc[0..k), acc[k..2k), acc[2k..3k)
+ * in double (a thread's sums run over tens of thousands of pairs per step). */
 CLONED static void backward_row(const float *restrict x, const float *restrict weight, int64_t n,
                                 const float *restrict mean, const float *restrict inv_std,
                                 const float *restrict log_norm, int64_t k, const float *restrict grad32,
                                 const uint16_t *restrict grad16, const float *restrict grad_sums,
-                                float *restrict grad_x, float *restrict acc, float *restrict scratch) {
+                                float *restrict grad_x, double *restrict acc, float *restrict scratch,
+                                float *restrict row_sums) {
     float *restrict z = scratch, *restrict psi = scratch + k, *restrict g = scratch + 2 * k;
-    float *restrict sum_t = acc, *restrict sum_u = acc + k, *restrict sum_uz = acc + 2 * k;
+    float *restrict sum_t = row_sums, *restrict sum_u = row_sums + k, *restrict sum_uz = row_sums + 2 * k;
+    memset(row_sums, 0, (size_t)3 * k * sizeof(float));
     for (int64_t j = 0; j < n; ++j) {
         pair_kernels(x[j], mean, inv_std, log_norm, k, z, psi);
         if (grad32) {
@@ -135,27 +140,29 @@ CLONED static void backward_row(const float *restrict x, const float *restrict w
         }
         grad_x[j] = dx;
     }
+    for (int64_t c = 0; c < 3 * k; ++c) acc[c] += (double)row_sums[c];
 }
 
 /* grad [rows, n, k] (fp32 grad32 or bf16 grad16), grad_sums [rows, k] or NULL; writes
  * grad_x [rows, n] and adds each thread's pair sums of T, U, U z into its own acc[thread]
- * [threads, 3, k] (summed by the caller in thread order: the same result on every run). */
+ * [threads, 3, k] of doubles (summed by the caller in thread order: the same result on
+ * every run with the same threads). */
 void gaussian_kernels_backward(const float *x, const float *weight, int64_t rows, int64_t n,
                                const float *mean, const float *inv_std, const float *log_norm, int64_t k,
                                const float *grad32, const uint16_t *grad16, const float *grad_sums,
-                               float *grad_x, float *acc, int threads) {
+                               float *grad_x, double *acc, int threads) {
     #pragma omp parallel num_threads(threads)
     {
-        float scratch[3 * k];
+        float scratch[3 * k], row_sums[3 * k];
 #ifdef _OPENMP
-        float *local = acc + (int64_t)omp_get_thread_num() * 3 * k;
+        double *local = acc + (int64_t)omp_get_thread_num() * 3 * k;
 #else
-        float *local = acc;
+        double *local = acc;
 #endif
         #pragma omp for schedule(static)
         for (int64_t r = 0; r < rows; ++r)
             backward_row(x + r * n, weight + r * n, n, mean, inv_std, log_norm, k,
                          grad32 ? grad32 + r * n * k : NULL, grad16 ? grad16 + r * n * k : NULL,
-                         grad_sums ? grad_sums + r * k : NULL, grad_x + r * n, local, scratch);
+                         grad_sums ? grad_sums + r * k : NULL, grad_x + r * n, local, scratch, row_sums);
     }
 }
