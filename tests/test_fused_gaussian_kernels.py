@@ -33,7 +33,7 @@ def _density64(x, mean, inv_std):
 
 def _kernels(x, weight, mean, inv_std, dtype=torch.float32, with_sums=True):
     assert fused_kernels.available(x, dtype)
-    return fused_kernels.kernels(x, weight, mean, inv_std, fused_kernels.log_normalizers(inv_std), dtype, with_sums)
+    return fused_kernels.kernels(x, weight, mean, inv_std, gaussian_distance_bias._log_normalizers(inv_std), dtype, with_sums)
 
 
 def test_kernels_and_sums_match_the_density_in_float64():
@@ -86,7 +86,7 @@ def test_backward_matches_autograd_of_the_density_in_float64(grad_dtype, with_gr
     grad_sums = torch.randn(x.shape[0], mean.shape[0], generator=g) if with_grad_sums else None
 
     grad_x, pair_sums = torch.empty_like(x), fused_kernels.new_pair_sums(mean.shape[0])
-    fused_kernels.backward(x, weight, mean, inv_std, fused_kernels.log_normalizers(inv_std), grad_psi, grad_sums,
+    fused_kernels.backward(x, weight, mean, inv_std, gaussian_distance_bias._log_normalizers(inv_std), grad_psi, grad_sums,
                            grad_x, pair_sums)
     sum_t, sum_u, sum_uz = pair_sums.sum(0)
 
@@ -108,7 +108,7 @@ def test_backward_gives_the_same_bits_on_every_run():
     runs = []
     for _ in range(2):
         grad_x, pair_sums = torch.empty_like(x), fused_kernels.new_pair_sums(mean.shape[0])
-        fused_kernels.backward(x, weight, mean, inv_std, fused_kernels.log_normalizers(inv_std), grad_psi, None,
+        fused_kernels.backward(x, weight, mean, inv_std, gaussian_distance_bias._log_normalizers(inv_std), grad_psi, None,
                                grad_x, pair_sums)
         runs.append((grad_x, pair_sums.sum(0)))
     assert all(torch.equal(a, b) for a, b in zip(*runs))
@@ -116,7 +116,7 @@ def test_backward_gives_the_same_bits_on_every_run():
 
 def test_strided_mistyped_or_misshapen_inputs_are_refused():
     x, weight, mean, inv_std = _inputs()
-    log_norm = fused_kernels.log_normalizers(inv_std)
+    log_norm = gaussian_distance_bias._log_normalizers(inv_std)
     with pytest.raises(ValueError, match="contiguous"):
         _kernels(x.t(), weight.t(), mean, inv_std)
     with pytest.raises(ValueError, match="weight"):

@@ -5,6 +5,7 @@ psi_k(d_ij) = N(a_{t_i t_j} d_ij + c_{t_i t_j}; mu_k, sigma_k), K kernels, with 
 linear map turns each atom's summed kernels into an atom-level 3D feature. Names and
 shapes follow Transformer-M (`gbf.{means,stds,mul,bias}`, `gbf_proj`, `edge_proj`).
 """
+import functools
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -103,12 +104,15 @@ def _block_kernels(x, mean, inv_std, pair_weight, dtype):
     return kind(x, mean, inv_std, pair_weight, dtype)
 
 
-class _EagerKernels:
-    """The kernels of blocks of atom rows, and their backward, through PyTorch operators.
+class _BlockKernels:
+    """The kernels of blocks of atom rows and their backward; what the two forms share.
 
     With T = (dL/dpsi + w dL/dS) psi, z = (x - mean) / sigma and U = T z:
     dL/dx = -sum_k U inv_sigma, dL/dmean = inv_sigma sum U, dL/dinv_sigma = (sum T - sum U z) / inv_sigma.
-    `backward(block, ...)` follows `forward(block, ...)` of the same block, whose z and psi it uses.
+    A form implements `forward(block, with_sums)` -> (psi [rows, n, K] in the MLP's dtype,
+    the rows' weighted sums over their pairs [rows, K] in fp32 or None), `backward(block,
+    grad_psi, grad_sums)`, which writes the block's rows of `grad_x`, and `pair_sums()`,
+    the sums of T, U and U z over every pair [K] each.
     """
 
     def __init__(self, x, mean, inv_std, pair_weight, dtype):
@@ -116,60 +120,68 @@ class _EagerKernels:
         self.x_shape, self.dtype = x.shape, dtype
         self.x_rows, self.weight_rows = x.reshape(batch * n, n), pair_weight.reshape(batch * n, n)
         self.mean, self.inv_std = mean, inv_std
-        self.grad_x = None
-        self.sum_t, self.sum_u, self.sum_uz = (torch.zeros_like(mean) for _ in range(3))
+
+    @functools.cached_property
+    def grad_x(self):
+        """dL/dx by atom row [B * N, N], made on the first backward (forward has no use for it)."""
+        return self.x_rows.new_zeros(self.x_rows.shape)
+
+    def gradients(self):
+        """dL/dx [B, N, N], dL/dmean and dL/dinv_sigma [K], once every block's backward ran."""
+        sum_t, sum_u, sum_uz = self.pair_sums()
+        return self.grad_x.view(self.x_shape), self.inv_std * sum_u, (sum_t - sum_uz) / self.inv_std
+
+
+class _EagerKernels(_BlockKernels):
+    """Through PyTorch operators. `backward(block, ...)` follows `forward(block, ...)` of the
+    same block, whose z and psi it uses."""
+
+    def __init__(self, x, mean, inv_std, pair_weight, dtype):
+        super().__init__(x, mean, inv_std, pair_weight, dtype)
+        self.sums = torch.zeros(3, mean.shape[0], dtype=mean.dtype, device=mean.device)
 
     def forward(self, block, with_sums):
-        """psi of the block's pairs [rows, n, K] in the MLP's dtype; with `with_sums`, the
-        rows' weighted sums over their pairs [rows, K] in fp32."""
         self.z, self.psi = _kernels(self.x_rows[block], self.mean, self.inv_std)
         sums = (self.weight_rows[block].unsqueeze(-2) @ self.psi).squeeze(-2) if with_sums else None
         return self.psi.to(self.dtype), sums
 
     def backward(self, block, grad_psi, grad_sums):
-        if self.grad_x is None:
-            self.grad_x = self.x_rows.new_empty(self.x_rows.shape)
         t = grad_psi.float().addcmul_(self.weight_rows[block].unsqueeze(-1), grad_sums.unsqueeze(-2))
         t.mul_(self.psi)
         u = t * self.z
         self.grad_x[block] = -(u @ self.inv_std)
-        self.sum_t += t.sum((0, 1))
-        self.sum_u += u.sum((0, 1))
-        self.sum_uz += u.mul_(self.z).sum((0, 1))
+        self.sums[0] += t.sum((0, 1))
+        self.sums[1] += u.sum((0, 1))
+        self.sums[2] += u.mul_(self.z).sum((0, 1))
 
-    def gradients(self):
-        """dL/dx [B, N, N], dL/dmean and dL/dinv_sigma [K], once every block's backward ran."""
-        grad_x = self.x_rows.new_zeros(self.x_rows.shape) if self.grad_x is None else self.grad_x
-        return (grad_x.view(self.x_shape), self.inv_std * self.sum_u,
-                (self.sum_t - self.sum_uz) / self.inv_std)
+    def pair_sums(self):
+        return self.sums
 
 
-class _FusedKernels(_EagerKernels):
-    """`_EagerKernels`' function in one C pass per block and direction (fp32 or bf16 kernels
-    on CPUs): the dozen elementwise passes of the PyTorch form, each through memory, were
-    most of the 3D bias's time."""
+class _FusedKernels(_BlockKernels):
+    """In one C pass per block and direction (fp32 or bf16 kernels on CPUs): the dozen
+    elementwise passes of the PyTorch form, each through memory, were most of the 3D
+    bias's time."""
 
     def __init__(self, x, mean, inv_std, pair_weight, dtype):
         super().__init__(x, mean, inv_std, pair_weight, dtype)
         self.weight_rows = self.weight_rows.contiguous()
-        self.log_norm = fused_kernels.log_normalizers(inv_std)
-        self.pair_sums = None
+        self.log_norm = _log_normalizers(inv_std)
+
+    @functools.cached_property
+    def sums(self):
+        return fused_kernels.new_pair_sums(self.mean.shape[0])
 
     def forward(self, block, with_sums):
         return fused_kernels.kernels(self.x_rows[block], self.weight_rows[block], self.mean, self.inv_std,
                                      self.log_norm, self.dtype, with_sums)
 
     def backward(self, block, grad_psi, grad_sums):
-        if self.grad_x is None:
-            self.grad_x = self.x_rows.new_empty(self.x_rows.shape)
-            self.pair_sums = fused_kernels.new_pair_sums(self.mean.shape[0])
         fused_kernels.backward(self.x_rows[block], self.weight_rows[block], self.mean, self.inv_std,
-                               self.log_norm, grad_psi.contiguous(), grad_sums, self.grad_x[block], self.pair_sums)
+                               self.log_norm, grad_psi.contiguous(), grad_sums, self.grad_x[block], self.sums)
 
-    def gradients(self):
-        if self.pair_sums is not None:
-            self.sum_t, self.sum_u, self.sum_uz = self.pair_sums.sum(0).float()
-        return super().gradients()
+    def pair_sums(self):
+        return self.sums.sum(0).float()  # the threads' float64 sums, in thread order
 
 
 def _blocks(x: torch.Tensor):
@@ -183,7 +195,12 @@ def _blocks(x: torch.Tensor):
 def _z_and_log_density(x: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor):
     """z = (x - mean) / sigma and log N(x; mean, sigma), [..., K], in fp32."""
     z = torch.addcmul(-mean * inv_std, x.unsqueeze(-1), inv_std)
-    return z, torch.addcmul(torch.log(inv_std / math.sqrt(2 * math.pi)), z, z, value=-0.5)
+    return z, torch.addcmul(_log_normalizers(inv_std), z, z, value=-0.5)
+
+
+def _log_normalizers(inv_std: torch.Tensor) -> torch.Tensor:
+    """log(1 / (sigma sqrt(2 pi))) per kernel, [K]."""
+    return torch.log(inv_std / math.sqrt(2 * math.pi))
 
 
 def _kernels(x: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor):

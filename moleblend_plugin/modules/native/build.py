@@ -1,10 +1,11 @@
 """Compile a C file of this folder into a shared library once per machine and load it.
 
 The library goes to $MOLEBLEND_NATIVE_CACHE (default ~/.cache/moleblend/native), named by
-the hash of its source, its compile command and what the compiler builds for, written under a temporary name and renamed,
-so that processes starting together (data-parallel workers) never load a half-written
-file. MOLEBLEND_NATIVE=0 (or false, no, off) turns the kernels off. Without a C compiler, or if compiling
-fails, `load_library` returns None once with a logged reason, and callers use PyTorch.
+the hash of its source, its compile command and what the compiler builds for, written
+under a temporary name and renamed, so that processes starting together (data-parallel
+workers) never load a half-written file. MOLEBLEND_NATIVE=0 (or false, no, off) turns
+the kernels off. Without a C compiler, or if compiling fails, `load_library` returns None
+once with a logged reason, and callers use PyTorch.
 """
 import ctypes
 import hashlib

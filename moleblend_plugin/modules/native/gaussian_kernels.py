@@ -1,7 +1,6 @@
 """The Gaussian kernels of a block of pairs and their backward, in one pass each
 (gaussian_kernels.c), for `gaussian_distance_bias._KernelBiasAndAtomSums` on CPUs."""
 import ctypes
-import math
 from typing import Optional
 
 import torch
@@ -34,11 +33,6 @@ def _library():
 def available(x: torch.Tensor, dtype: torch.dtype) -> bool:
     """Whether the fused kernels serve pairs `x` with kernels of `dtype`."""
     return x.device.type == "cpu" and x.dtype == torch.float32 and dtype in KERNEL_DTYPES and _library() is not None
-
-
-def log_normalizers(inv_std: torch.Tensor) -> torch.Tensor:
-    """log(1 / (sigma sqrt(2 pi))) per kernel, [K] fp32."""
-    return torch.log(inv_std / math.sqrt(2 * math.pi)).contiguous()
 
 
 def _address(t: Optional[torch.Tensor]):
